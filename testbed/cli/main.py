@@ -1,0 +1,206 @@
+"""The `testbed` command: parse, call testbed.api, print. Nothing else lives here."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from testbed import __version__, api
+from testbed.addressing import AddressError
+from testbed.cli import output
+from testbed.datastore.base import DatastoreError
+from testbed.runtime.state import LabExists
+from testbed.topology import TopologyError, builtin_topologies
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Errors that are the user's input or the lab's state, shown as one line (a line per problem).
+EXPECTED = (api.LabError, LabExists, TopologyError, AddressError, DatastoreError)
+
+
+def fails_cleanly(fn: F) -> F:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except EXPECTED as exc:
+            for line in str(exc).splitlines() or [type(exc).__name__]:
+                click.echo(f"testbed: error: {line}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def needs_root(command: str) -> None:
+    if os.geteuid() != 0:
+        click.echo(f"testbed: error: `testbed {command}` needs root: run it with sudo", err=True)
+        sys.exit(1)
+
+
+lab_option = click.option(
+    "--lab", "lab", metavar="LAB", default=None, help="The lab to act on (default: $TESTBED_LAB, or the only lab up)."
+)
+output_option = click.option(
+    "-o", "--output", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="testbed")
+def cli() -> None:
+    """Calico's networking, emulated for real on one Linux machine.
+
+    Network namespaces play the hosts (172.18.203.0/24) and the pods (10.65.0.0/16), wired
+    as Calico wires them; a real etcd per lab holds the cluster's state.
+
+    \b
+    Quick start:
+      sudo testbed up two-hosts                # 2 hosts, 4 pods, etcd
+      sudo testbed status                      # hosts, pods, IPs, etcd health
+      sudo testbed exec demo/pod-a -- ping -c1 10.65.0.1
+      sudo testbed down                        # removes every trace
+    """
+
+
+@cli.command()
+@click.argument("topology")
+@click.option("--name", "name", metavar="LAB", help="Lab name (default: the topology's name).")
+@click.option("--hosts", type=int, help="scale topology only: number of hosts (host1..hostN).")
+@click.option("--pods-per-host", type=int, help="scale topology only: pods on each host.")
+@output_option
+@fails_cleanly
+def up(topology: str, name: str | None, hosts: int | None, pods_per_host: int | None, fmt: str) -> None:
+    """Build a lab from TOPOLOGY and leave it running.
+
+    TOPOLOGY is a built-in name or a path to a .yaml/.json or Mininet-style .py file.
+    Everything is validated before anything is created. Built-in topologies:
+    two-hosts, scale (with --hosts N --pods-per-host M), and the others in topologies/.
+
+    \b
+    Examples:
+      sudo testbed up two-hosts
+      sudo testbed up scale --hosts 4 --pods-per-host 25 --name big
+      sudo testbed up ./my-lab.yaml
+    """
+    needs_root("up")
+    with output.progress_reporter() as progress:
+        result = api.up(topology, name=name, hosts=hosts, pods_per_host=pods_per_host, progress=progress)
+    if fmt == "json":
+        output.print_json(result.to_json())
+    else:
+        output.up_summary(result)
+
+
+@cli.command()
+@click.argument("lab", required=False)
+@click.option("--all", "all_labs", is_flag=True, help="Remove every lab.")
+@fails_cleanly
+def down(lab: str | None, all_labs: bool) -> None:
+    """Remove a lab: its namespaces, links, processes and state. Works after a crash.
+
+    LAB defaults to $TESTBED_LAB or the only lab up.
+    """
+    needs_root("down")
+    if all_labs:
+        if lab:
+            raise api.LabError("give a LAB or --all, not both")
+        reports = api.down_all()
+        for report in reports:
+            click.echo(f"lab {report.lab} removed ({report.namespaces} namespaces, {report.processes} processes)")
+        if not reports:
+            click.echo("no lab was up")
+        return
+    report = api.down(lab or api.resolve_lab(None))
+    click.echo(f"lab {report.lab} removed ({report.namespaces} namespaces, {report.processes} processes)")
+
+
+@cli.command()
+@click.argument("lab", required=False)
+@output_option
+@fails_cleanly
+def status(lab: str | None, fmt: str) -> None:
+    """Show a lab's hosts, pods (namespace/name, IP, host, interface) and etcd health.
+
+    Read from the lab's etcd. Exits 1 when etcd does not answer.
+    """
+    result = api.status(api.resolve_lab(lab))
+    if fmt == "json":
+        output.print_json(result.to_json())
+    else:
+        output.status_tables(result)
+    if not result.etcd.get("healthy"):
+        sys.exit(1)
+
+
+@cli.command()
+@output_option
+def labs(fmt: str) -> None:
+    """List the labs that are up."""
+    names = api.labs()
+    if fmt == "json":
+        output.print_json({"labs": names})
+    else:
+        for name in names:
+            click.echo(name)
+
+
+@cli.command()
+@output_option
+def topologies(fmt: str) -> None:
+    """List the built-in topologies."""
+    names = builtin_topologies()
+    if fmt == "json":
+        output.print_json({"topologies": names})
+    else:
+        for name in names:
+            click.echo(name)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@lab_option
+@click.option("--host", "host", metavar="HOST", help="Run on a host instead of in a pod.")
+@click.option("-i", "--stdin", "interactive", is_flag=True, help="Accepted for kubectl habits; stdin always passes.")
+@click.option("-t", "--tty", "tty", is_flag=True, help="Accepted for kubectl habits; the terminal is inherited.")
+@click.argument("target", required=False)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@fails_cleanly
+def exec(lab: str | None, host: str | None, interactive: bool, tty: bool, target: str | None, command: tuple[str, ...]) -> None:
+    """Run a command inside a pod (NS/POD) or a host (--host HOST).
+
+    stdin, stdout, stderr and the exit code pass straight through; with no
+    command, an interactive shell starts.
+
+    \b
+    Examples:
+      sudo testbed exec demo/pod-a -- ip route
+      sudo testbed exec --host host1 -- ip route
+      sudo testbed exec -ti demo/pod-a
+    """
+    needs_root("exec")
+    chosen = api.resolve_lab(lab)
+    if host:
+        if target is not None:
+            command = (target, *command)
+        netns = api.host_netns(chosen, host)
+    elif target:
+        netns = api.pod_netns(chosen, target)
+    else:
+        raise api.LabError("exec needs NS/POD or --host HOST")
+    argv = list(command) or ["/bin/sh"]
+    if argv and argv[0] == "--":
+        argv = argv[1:] or ["/bin/sh"]
+    sys.stdout.flush()
+    os.execvp("ip", ["ip", "netns", "exec", netns, *argv])
+
+
+def main() -> None:
+    cli(prog_name="testbed")
+
+
+if __name__ == "__main__":
+    main()

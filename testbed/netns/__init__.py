@@ -1,0 +1,1 @@
+"""Kernel adapters: the only code that touches namespaces, links, routes and processes."""

@@ -1,0 +1,97 @@
+"""Links, addresses, routes and neighbours inside one named netns, over netlink (pyroute2).
+
+``NetnsLinks`` opens a netlink socket inside the namespace (pyroute2 forks a child to
+create it there), so the caller's own namespace never changes. Veth peers are created
+directly in their target namespace: no interface of a lab ever appears in the root netns.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from pyroute2 import IPRoute
+
+# Route protocols, as `ip route` prints them (/etc/iproute2/rt_protos).
+PROTO_BOOT = 3  # what Felix uses for workload routes (`ip route` omits it)
+PROTO_BIRD = 12  # routes learned over BGP, `proto bird`
+PROTO_FELIX = 80  # routes Felix owns outright
+
+
+class NetnsLinks:
+    """A netlink handle in one netns. Use as a context manager."""
+
+    def __init__(self, netns: str) -> None:
+        self.netns = netns
+        self._ipr = IPRoute(netns=netns)
+
+    def __enter__(self) -> NetnsLinks:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._ipr.close()
+
+    # -- links -------------------------------------------------------------------------
+    def index(self, ifname: str) -> int:
+        found = self._ipr.link_lookup(ifname=ifname)
+        if not found:
+            raise LookupError(f"no interface {ifname} in netns {self.netns}")
+        return int(found[0])
+
+    def set_up(self, ifname: str) -> None:
+        self._ipr.link("set", index=self.index(ifname), state="up")
+
+    def add_bridge(self, ifname: str) -> None:
+        self._ipr.link("add", ifname=ifname, kind="bridge")
+
+    def add_veth(self, ifname: str, peer: str, peer_netns: str, mac: str | None = None) -> None:
+        """A veth pair whose peer end is born inside ``peer_netns``."""
+        spec: dict[str, Any] = {"ifname": ifname, "kind": "veth", "peer": {"ifname": peer, "net_ns_fd": peer_netns}}
+        if mac is not None:
+            spec["address"] = mac
+        self._ipr.link("add", **spec)
+
+    def set_master(self, ifname: str, bridge: str) -> None:
+        self._ipr.link("set", index=self.index(ifname), master=self.index(bridge), state="up")
+
+    def mac(self, ifname: str) -> str:
+        link = self._ipr.get_links(self.index(ifname))[0]
+        return str(link.get_attr("IFLA_ADDRESS"))
+
+    def link_names(self) -> list[str]:
+        return sorted(str(link.get_attr("IFLA_IFNAME")) for link in self._ipr.get_links())
+
+    # -- addresses, routes, neighbours -----------------------------------------------------
+    def add_address(self, ifname: str, address: str, prefixlen: int) -> None:
+        self._ipr.addr("add", index=self.index(ifname), address=address, prefixlen=prefixlen)
+
+    def add_route(
+        self,
+        dst: str,
+        *,
+        dev: str | None = None,
+        via: str | None = None,
+        scope: str | None = None,
+        blackhole: bool = False,
+        proto: int = PROTO_BOOT,
+    ) -> None:
+        """Add a route; protocol ``boot`` by default, as Calico's CNI plugin and Felix do."""
+        spec: dict[str, Any] = {"dst": dst, "proto": proto}
+        if dev is not None:
+            spec["oif"] = self.index(dev)
+        if via is not None:
+            spec["gateway"] = via
+        if scope is not None:
+            spec["scope"] = scope
+        if blackhole:
+            spec["type"] = "blackhole"
+        self._ipr.route("add", **spec)
+
+    def add_neighbour(self, ip: str, mac: str, dev: str) -> None:
+        """A permanent neighbour entry, as Felix adds for each workload."""
+        self._ipr.neigh("replace", dst=ip, lladdr=mac, ifindex=self.index(dev), state="permanent")

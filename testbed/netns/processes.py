@@ -1,0 +1,100 @@
+"""Processes inside a lab's namespaces: start them as daemons, stop them by PID.
+
+Daemons start with `ip netns exec NS argv...`: it execs, so the PID we get is the
+daemon's own. Each runs in a new session, its output in a log file. Processes are
+only ever stopped by PID (recorded at spawn, or found living in the lab's netns),
+never by name pattern.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+IP = "ip"
+
+
+def netns_exec_argv(netns: str, argv: Sequence[str]) -> list[str]:
+    return [IP, "netns", "exec", netns, *argv]
+
+
+def spawn(
+    netns: str,
+    argv: Sequence[str],
+    log: Path,
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` as a daemon inside ``netns``; stdout and stderr go to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            netns_exec_argv(netns, argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            start_new_session=True,
+            close_fds=True,
+        )
+
+
+def start_time(pid: int) -> int | None:
+    """The kernel's start time of a process (clock ticks since boot), to tell PIDs apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # comm may hold spaces and parentheses: fields start after the last ')'.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return state[state.rindex(")") + 2] != "Z"
+
+
+def stop(pids: Iterable[int], timeout: float = 3.0) -> None:
+    """SIGTERM each process, wait up to ``timeout``, then SIGKILL what is left; reap children."""
+    targets = [p for p in set(pids) if p > 1 and p != os.getpid()]
+    for pid in targets:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _reap(targets)
+        if not any(is_alive(p) for p in targets):
+            return
+        time.sleep(0.02)
+    for pid in targets:
+        if is_alive(pid):
+            _signal(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline and any(is_alive(p) for p in targets):
+        _reap(targets)
+        time.sleep(0.02)
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _reap(pids: Iterable[int]) -> None:
+    """Collect the exit status of our own children so they do not linger as zombies."""
+    for pid in pids:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass

@@ -1,0 +1,1 @@
+"""Topology -> live lab: plan, build, tear down, state folder."""

@@ -1,0 +1,166 @@
+"""`testbed up`: turn a LabPlan into namespaces, links, routes, a running etcd and its records.
+
+Order: state folder -> fabric netns (bridge, 172.18.203.1) -> etcd starts (in the
+background) -> hosts -> pods -> etcd healthy -> records written -> pod programs.
+Any failure tears the half-built lab down again before the error reaches the caller.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from testbed import addressing, naming
+from testbed.datastore import records
+from testbed.datastore.etcd import EtcdDatastore
+from testbed.netns import namespaces, processes
+from testbed.netns.links import PROTO_BIRD, NetnsLinks
+from testbed.runtime import etcd_server, state
+from testbed.runtime.plan import HostPlan, LabPlan, PodPlan
+from testbed.runtime.teardown import teardown
+
+# (step, done, total): how far `up` has come, for progress bars and logs.
+Progress = Callable[[str, int, int], None]
+
+ETCD_START_TIMEOUT = 20.0
+FABRIC_PREFIXLEN = addressing.FABRIC.prefixlen
+
+
+def _quiet(_step: str, _done: int, _total: int) -> None:
+    pass
+
+
+def host_sysctls() -> dict[str, str]:
+    """A host forwards, like every Calico node."""
+    return {"net.ipv4.ip_forward": "1"}
+
+
+def workload_sysctls(interface: str) -> dict[str, str]:
+    """What Calico's CNI plugin and Felix set on every host-side cali interface."""
+    return {
+        f"net.ipv4.conf.{interface}.proxy_arp": "1",
+        f"net.ipv4.conf.{interface}.forwarding": "1",
+        f"net.ipv4.conf.{interface}.route_localnet": "1",
+        f"net.ipv4.neigh.{interface}.proxy_delay": "0",
+        f"net.ipv6.conf.{interface}.accept_ra": "0",
+    }
+
+
+def fabric_sysctls() -> dict[str, str]:
+    """The fabric only bridges: keep bridged frames out of its iptables (br_netfilter)."""
+    keys = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables", "net.bridge.bridge-nf-call-arptables")
+    return {k: "0" for k in keys if namespaces.sysctl_path(k).exists()}
+
+
+def build_fabric(plan: LabPlan) -> None:
+    namespaces.create(plan.fabric_netns)
+    with NetnsLinks(plan.fabric_netns) as fab:
+        fab.set_up("lo")
+        fab.add_bridge(naming.FABRIC_BRIDGE)
+        fab.add_address(naming.FABRIC_BRIDGE, str(addressing.FABRIC_GATEWAY), FABRIC_PREFIXLEN)
+        fab.set_up(naming.FABRIC_BRIDGE)
+    sysctls = fabric_sysctls()
+    if sysctls:
+        namespaces.write_sysctls(plan.fabric_netns, sysctls)
+
+
+def build_host(plan: LabPlan, host: HostPlan) -> None:
+    """A host netns: eth0 on the fabric bridge, default route via the gateway, block blackholes."""
+    namespaces.create(host.netns)
+    with NetnsLinks(host.netns) as h:
+        h.set_up("lo")
+        h.add_veth(naming.HOST_INTERFACE, host.fabric_port, plan.fabric_netns)
+        h.add_address(naming.HOST_INTERFACE, str(host.ip), FABRIC_PREFIXLEN)
+        h.set_up(naming.HOST_INTERFACE)
+        # Proxy-ARP for 169.254.1.1 needs the host to have a route out; the gateway is it.
+        h.add_route("0.0.0.0/0", via=str(addressing.FABRIC_GATEWAY), dev=naming.HOST_INTERFACE)
+        for block in host.blocks:
+            h.add_route(str(block), blackhole=True, proto=PROTO_BIRD)
+    with NetnsLinks(plan.fabric_netns) as fab:
+        fab.set_master(host.fabric_port, naming.FABRIC_BRIDGE)
+    namespaces.write_sysctls(host.netns, host_sysctls())
+
+
+def build_pod(plan: LabPlan, pod: PodPlan) -> None:
+    """A pod netns plumbed as Calico's CNI plugin does, plus Felix's route and neighbour."""
+    host = plan.host(pod.host)
+    namespaces.create(pod.netns)
+    with NetnsLinks(host.netns) as h:
+        h.add_veth(pod.interface, naming.POD_INTERFACE, pod.netns, mac=naming.WORKLOAD_MAC)
+        namespaces.write_sysctls(host.netns, workload_sysctls(pod.interface))
+        h.set_up(pod.interface)
+        with NetnsLinks(pod.netns) as p:
+            p.set_up("lo")
+            p.add_address(naming.POD_INTERFACE, str(pod.ip), 32)
+            p.set_up(naming.POD_INTERFACE)
+            gateway = str(addressing.WORKLOAD_GATEWAY)
+            p.add_route(f"{gateway}/32", dev=naming.POD_INTERFACE, scope="link")
+            p.add_route("0.0.0.0/0", via=gateway, dev=naming.POD_INTERFACE)
+            pod_mac = p.mac(naming.POD_INTERFACE)
+        h.add_route(f"{pod.ip}/32", dev=pod.interface, scope="link")
+        h.add_neighbour(str(pod.ip), pod_mac, pod.interface)
+
+
+def start_etcd(plan: LabPlan, lab_state: state.LabState) -> subprocess.Popen[bytes]:
+    folder = state.folder(plan.lab)
+    argv = etcd_server.etcd_command(etcd_server.data_dir(folder), str(addressing.FABRIC_GATEWAY))
+    # etcd makes its unix socket relative to its working directory: the state folder.
+    proc = processes.spawn(plan.fabric_netns, argv, etcd_server.log_path(folder), cwd=folder)
+    _record(lab_state, "etcd", plan.fabric_netns, proc.pid)
+    return proc
+
+
+def start_pod_program(plan: LabPlan, pod: PodPlan, lab_state: state.LabState) -> None:
+    log = state.folder(plan.lab) / "logs" / f"{pod.namespace}.{pod.name}.log"
+    proc = processes.spawn(pod.netns, pod.command, log)
+    _record(lab_state, f"pod {pod.key}", pod.netns, proc.pid)
+
+
+def _record(lab_state: state.LabState, name: str, netns: str, pid: int) -> None:
+    lab_state.processes.append(state.ProcessRecord(name, netns, pid, processes.start_time(pid)))
+    state.save(lab_state)
+
+
+def etcd_socket(lab: str) -> Path:
+    return etcd_server.socket_path(state.folder(lab))
+
+
+def build_lab(plan: LabPlan, progress: Progress = _quiet) -> float:
+    """Build the whole lab; returns the seconds it took. Tears down on any failure."""
+    started = time.monotonic()
+    lab_state = state.LabState(lab=plan.lab, topology=plan.topology, source=plan.source, created=time.time())
+    state.claim(lab_state)
+    try:
+        _build(plan, lab_state, progress)
+    except BaseException:
+        teardown(plan.lab)
+        raise
+    return time.monotonic() - started
+
+
+def _build(plan: LabPlan, lab_state: state.LabState, progress: Progress) -> None:
+    total_hosts, total_pods = len(plan.hosts), len(plan.pods)
+    progress("fabric", 0, 1)
+    build_fabric(plan)
+    etcd = start_etcd(plan, lab_state)
+    progress("fabric", 1, 1)
+    for i, host in enumerate(plan.hosts, 1):
+        build_host(plan, host)
+        progress("hosts", i, total_hosts)
+    for i, pod in enumerate(plan.pods, 1):
+        build_pod(plan, pod)
+        progress("pods", i, total_pods)
+    progress("etcd", 0, 1)
+    with EtcdDatastore.over_unix_socket(etcd_socket(plan.lab)) as store:
+        etcd_server.wait_healthy(
+            store, ETCD_START_TIMEOUT, log=etcd_server.log_path(state.folder(plan.lab)), process=etcd
+        )
+        store.put_many(records.lab_records(plan, lab_state.created))
+    progress("etcd", 1, 1)
+    for pod in plan.pods:
+        if pod.command:
+            start_pod_program(plan, pod, lab_state)
+    lab_state.phase = "up"
+    state.save(lab_state)

@@ -1,0 +1,60 @@
+"""`testbed down`: remove exactly one lab, whatever state it was left in.
+
+Everything is found again from names: the lab's state folder and every netns whose
+name starts with ``<lab>.``. Processes are stopped by PID: those the state file
+recorded (checked against their start time, so a recycled PID is left alone) and any
+process still living inside one of the lab's namespaces. Veths and the bridge live
+only inside the lab's namespaces and go with them. Safe to run twice, and after a
+`kill -9` of `testbed up` at any point.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from testbed import naming
+from testbed.netns import namespaces, processes
+from testbed.runtime import state
+
+NETNS_ETC = Path("/etc/netns")  # per-netns files `ip netns exec` bind-mounts (resolv.conf)
+
+
+@dataclass(frozen=True)
+class TeardownReport:
+    lab: str
+    namespaces: int
+    processes: int
+    found: bool  # anything of the lab existed
+
+
+def lab_namespaces(lab: str) -> list[str]:
+    return namespaces.names_with_prefix(naming.netns_prefix(lab))
+
+
+def _recorded_pids(lab: str) -> list[int]:
+    recorded = state.load(lab)
+    if recorded is None:
+        return []
+    return [
+        p.pid
+        for p in recorded.processes
+        if p.start_time is not None and processes.start_time(p.pid) == p.start_time
+    ]
+
+
+def teardown(lab: str) -> TeardownReport:
+    """Stop the lab's processes, delete its namespaces (pods, hosts, fabric), drop its folder."""
+    names = lab_namespaces(lab)
+    had_folder = state.folder(lab).exists()
+    pids = set(_recorded_pids(lab))
+    for found in namespaces.pids_by_netns(names).values():
+        pids.update(found)
+    processes.stop(pids)
+    # Workloads first, then hosts, then the fabric: the order they were built in, reversed.
+    for name in sorted(names, key=lambda n: (-n.count("."), n)):
+        namespaces.remove(name)
+        shutil.rmtree(NETNS_ETC / name, ignore_errors=True)
+    state.release(lab)
+    return TeardownReport(lab=lab, namespaces=len(names), processes=len(pids), found=had_folder or bool(names))

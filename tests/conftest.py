@@ -1,0 +1,33 @@
+"""Test-suite wide settings: markers and the root-only skip.
+
+Markers (also declared in setup.cfg [tool:pytest]):
+  root  the test needs root and network namespaces; skipped when not root
+  slow  the test takes more than a few seconds
+"""
+
+import os
+
+import pytest
+
+MARKERS = {
+    "root": "needs root and network namespaces (skipped when not root)",
+    "slow": "takes more than a few seconds",
+}
+
+
+def pytest_configure(config):
+    # Declare the markers even when pytest runs without setup.cfg
+    # (e.g. with -c or from another rootdir); skip those already declared.
+    declared = {line.split(":", 1)[0].strip() for line in config.getini("markers")}
+    for name, help_text in MARKERS.items():
+        if name not in declared:
+            config.addinivalue_line("markers", f"{name}: {help_text}")
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.geteuid() == 0:
+        return
+    skip_root = pytest.mark.skip(reason="needs root")
+    for item in items:
+        if item.get_closest_marker("root") is not None:
+            item.add_marker(skip_root)

@@ -1,0 +1,82 @@
+"""Helpers for root integration tests: run the CLI as a user would, snapshot the root netns."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+NETNS_DIR = Path("/run/netns")
+
+
+def testbed(*args: str, input: str | None = None, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run `testbed ARGS...` (this checkout's code) and return the finished process."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "testbed", *args],
+        cwd=REPO,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"testbed {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def status_json(lab: str) -> dict:
+    return json.loads(testbed("status", lab, "-o", "json").stdout)
+
+
+def lab_netns(lab: str) -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(NETNS_DIR) if n.startswith(f"{lab}."))
+    except FileNotFoundError:
+        return []
+
+
+def in_netns(netns: str, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", "netns", "exec", netns, *argv], capture_output=True, text=True, timeout=timeout)
+
+
+def _run(*argv: str) -> str:
+    try:
+        return subprocess.run(list(argv), capture_output=True, text=True, timeout=30).stdout
+    except FileNotFoundError:
+        return ""
+
+
+def _without_comments(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+
+
+@dataclass(frozen=True)
+class RootSnapshot:
+    """What a lab must never change in the root network namespace."""
+
+    links: str
+    addresses: str
+    routes: str
+    iptables_legacy: str
+    iptables_nft: str
+    ipsets: str
+
+    @classmethod
+    def take(cls) -> RootSnapshot:
+        links = re.sub(r"\s+link/\S+ \S+ brd \S+", "", _run("ip", "-o", "link", "show"))
+        # Counters and statistics change on their own; keep names and flags.
+        links = "\n".join(sorted(re.sub(r"qlen \d+", "", line) for line in links.splitlines()))
+        return cls(
+            links=links,
+            addresses=_run("ip", "-o", "addr", "show"),
+            routes=_run("ip", "route", "show", "table", "all"),
+            iptables_legacy=_without_comments(_run("iptables-legacy-save")),
+            iptables_nft=_without_comments(_run("iptables-nft-save")),
+            ipsets=_run("ipset", "list", "-n"),
+        )
