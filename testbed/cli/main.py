@@ -45,6 +45,8 @@ def needs_root(command: str) -> None:
 lab_option = click.option(
     "--lab", "lab", metavar="LAB", default=None, help="The lab to act on (default: $TESTBED_LAB, or the only lab up)."
 )
+# For commands that also take the lab as their positional argument.
+lab_flag = click.option("--lab", "lab_opt", metavar="LAB", default=None, help="Same as the LAB argument.")
 output_option = click.option(
     "-o", "--output", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
 )
@@ -96,16 +98,24 @@ def up(topology: str, name: str | None, hosts: int | None, pods_per_host: int | 
         output.up_summary(result)
 
 
+def pick(positional: str | None, option: str | None) -> str | None:
+    if positional and option and positional != option:
+        raise api.LabError(f"two labs given: {positional!r} and --lab {option!r}")
+    return positional or option
+
+
 @cli.command()
 @click.argument("lab", required=False)
+@lab_flag
 @click.option("--all", "all_labs", is_flag=True, help="Remove every lab.")
 @fails_cleanly
-def down(lab: str | None, all_labs: bool) -> None:
+def down(lab: str | None, lab_opt: str | None, all_labs: bool) -> None:
     """Remove a lab: its namespaces, links, processes and state. Works after a crash.
 
     LAB defaults to $TESTBED_LAB or the only lab up.
     """
     needs_root("down")
+    lab = pick(lab, lab_opt)
     if all_labs:
         if lab:
             raise api.LabError("give a LAB or --all, not both")
@@ -121,14 +131,15 @@ def down(lab: str | None, all_labs: bool) -> None:
 
 @cli.command()
 @click.argument("lab", required=False)
+@lab_flag
 @output_option
 @fails_cleanly
-def status(lab: str | None, fmt: str) -> None:
+def status(lab: str | None, lab_opt: str | None, fmt: str) -> None:
     """Show a lab's hosts, pods (namespace/name, IP, host, interface) and etcd health.
 
     Read from the lab's etcd. Exits 1 when etcd does not answer.
     """
-    result = api.status(api.resolve_lab(lab))
+    result = api.status(api.resolve_lab(pick(lab, lab_opt)))
     if fmt == "json":
         output.print_json(result.to_json())
     else:

@@ -1,7 +1,10 @@
 """Links, addresses, routes and neighbours inside one named netns, over netlink (pyroute2).
 
-``NetnsLinks`` opens a netlink socket inside the namespace (pyroute2 forks a child to
-create it there), so the caller's own namespace never changes. Veth peers are created
+``NetnsLinks`` has pyroute2 open its netlink socket inside the namespace (a child
+process creates it there and hands it back), so the caller's own namespace never
+changes. Do not open pyroute2 sockets from a thread that joined a namespace instead:
+pyroute2 creates its socket lazily, on first use, in whatever thread uses it, and a
+lab's bridge then lands in the root namespace (seen once, removed by hand). Veth peers are created
 directly in their target namespace: no interface of a lab ever appears in the root netns.
 """
 
@@ -24,6 +27,7 @@ class NetnsLinks:
     def __init__(self, netns: str) -> None:
         self.netns = netns
         self._ipr = IPRoute(netns=netns)
+        self._indices: dict[str, int] = {}
 
     def __enter__(self) -> NetnsLinks:
         return self
@@ -38,10 +42,12 @@ class NetnsLinks:
 
     # -- links -------------------------------------------------------------------------
     def index(self, ifname: str) -> int:
-        found = self._ipr.link_lookup(ifname=ifname)
-        if not found:
-            raise LookupError(f"no interface {ifname} in netns {self.netns}")
-        return int(found[0])
+        if ifname not in self._indices:
+            found = self._ipr.link_lookup(ifname=ifname)
+            if not found:
+                raise LookupError(f"no interface {ifname} in netns {self.netns}")
+            self._indices[ifname] = int(found[0])
+        return self._indices[ifname]
 
     def set_up(self, ifname: str) -> None:
         self._ipr.link("set", index=self.index(ifname), state="up")

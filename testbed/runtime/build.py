@@ -7,6 +7,7 @@ Any failure tears the half-built lab down again before the error reaches the cal
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from collections.abc import Callable
@@ -83,24 +84,25 @@ def build_host(plan: LabPlan, host: HostPlan) -> None:
     namespaces.write_sysctls(host.netns, host_sysctls())
 
 
-def build_pod(plan: LabPlan, pod: PodPlan) -> None:
-    """A pod netns plumbed as Calico's CNI plugin does, plus Felix's route and neighbour."""
-    host = plan.host(pod.host)
+def build_pod(pod: PodPlan, host: NetnsLinks) -> None:
+    """A pod netns plumbed as Calico's CNI plugin does, plus Felix's route and neighbour.
+
+    ``host`` is an open handle on the pod's host netns, shared by all its pods.
+    """
     namespaces.create(pod.netns)
-    with NetnsLinks(host.netns) as h:
-        h.add_veth(pod.interface, naming.POD_INTERFACE, pod.netns, mac=naming.WORKLOAD_MAC)
-        namespaces.write_sysctls(host.netns, workload_sysctls(pod.interface))
-        h.set_up(pod.interface)
-        with NetnsLinks(pod.netns) as p:
-            p.set_up("lo")
-            p.add_address(naming.POD_INTERFACE, str(pod.ip), 32)
-            p.set_up(naming.POD_INTERFACE)
-            gateway = str(addressing.WORKLOAD_GATEWAY)
-            p.add_route(f"{gateway}/32", dev=naming.POD_INTERFACE, scope="link")
-            p.add_route("0.0.0.0/0", via=gateway, dev=naming.POD_INTERFACE)
-            pod_mac = p.mac(naming.POD_INTERFACE)
-        h.add_route(f"{pod.ip}/32", dev=pod.interface, scope="link")
-        h.add_neighbour(str(pod.ip), pod_mac, pod.interface)
+    host.add_veth(pod.interface, naming.POD_INTERFACE, pod.netns, mac=naming.WORKLOAD_MAC)
+    namespaces.write_sysctls(host.netns, workload_sysctls(pod.interface))
+    host.set_up(pod.interface)
+    with NetnsLinks(pod.netns) as p:
+        p.set_up("lo")
+        p.add_address(naming.POD_INTERFACE, str(pod.ip), 32)
+        p.set_up(naming.POD_INTERFACE)
+        gateway = str(addressing.WORKLOAD_GATEWAY)
+        p.add_route(f"{gateway}/32", dev=naming.POD_INTERFACE, scope="link")
+        p.add_route("0.0.0.0/0", via=gateway, dev=naming.POD_INTERFACE)
+        pod_mac = p.mac(naming.POD_INTERFACE)
+    host.add_route(f"{pod.ip}/32", dev=pod.interface, scope="link")
+    host.add_neighbour(str(pod.ip), pod_mac, pod.interface)
 
 
 def start_etcd(plan: LabPlan, lab_state: state.LabState) -> subprocess.Popen[bytes]:
@@ -149,9 +151,11 @@ def _build(plan: LabPlan, lab_state: state.LabState, progress: Progress) -> None
     for i, host in enumerate(plan.hosts, 1):
         build_host(plan, host)
         progress("hosts", i, total_hosts)
-    for i, pod in enumerate(plan.pods, 1):
-        build_pod(plan, pod)
-        progress("pods", i, total_pods)
+    with contextlib.ExitStack() as handles:
+        hosts = {h.name: handles.enter_context(NetnsLinks(h.netns)) for h in plan.hosts}
+        for i, pod in enumerate(plan.pods, 1):
+            build_pod(pod, hosts[pod.host])
+            progress("pods", i, total_pods)
     progress("etcd", 0, 1)
     with EtcdDatastore.over_unix_socket(etcd_socket(plan.lab)) as store:
         etcd_server.wait_healthy(

@@ -194,3 +194,19 @@ def test_up_json_reports_time_and_counts(root_before: RootSnapshot) -> None:
     finally:
         testbed("down", lab, check=False)
     assert RootSnapshot.take() == root_before
+
+
+def test_up_from_a_mininet_topo_file(root_before: RootSnapshot) -> None:
+    lab = unique("itmn")
+    topo = REPO / "tests" / "data" / "topologies" / "mininet_two_hosts.py"
+    try:
+        testbed("up", str(topo), "--name", lab)
+        status = status_json(lab)
+        assert {h["name"]: h["ip"] for h in status["hosts"]}["h1"] == "172.18.203.21"
+        assert sorted(f"{p['namespace']}/{p['name']}@{p['host']}" for p in status["pods"]) == [
+            "demo/pod-a@h1",
+            "demo/pod-b@h2",
+        ]
+    finally:
+        testbed("down", lab, check=False)
+    assert RootSnapshot.take() == root_before

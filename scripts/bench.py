@@ -1,0 +1,354 @@
+"""Benchmark `testbed up` / `testbed down` against a bare `ip netns` baseline from the same run.
+
+Cases are named functions in CASES; each builds and removes labs called bench-<case> and
+returns one Run per repetition. Statistics, linearity, targets and rendering are small
+pure functions (tests/unit/test_bench.py). Progress goes to stderr; with --json, stdout
+holds one JSON object and nothing else. Every report is also saved in bench-results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench-results"
+NETNS_DIR = Path("/run/netns")
+PREFIX = "bench-"
+BASE_NETNS = 20  # namespaces in the baseline; veth pairs join them two by two
+QUICK = ("two-hosts", "pods-10")
+UP_LIMIT_S, DOWN_LIMIT_S, LINEAR_LIMIT = 2.0, 1.0, 1.5  # targets from the issue
+
+
+class BenchError(RuntimeError):
+    """A step failed; shown as one line."""
+
+
+@dataclass(frozen=True)
+class Run:
+    up_wall: float  # s, the whole `testbed up` process
+    up_internal: float  # s, "seconds" in up's JSON
+    down: float  # s, the whole `testbed down` process
+    pods: int
+    namespaces: int  # 1 fabric + hosts + pods
+
+
+def progress(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def deferred_sigint() -> Iterator[None]:
+    """Hold Ctrl-C until the block ends; run children with shielded=True so they miss it too."""
+    hit: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda *_: hit.append(1))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if hit:
+        raise KeyboardInterrupt
+
+
+def timed(argv: list[str], shielded: bool = False, timeout: float = 900) -> tuple[float, subprocess.CompletedProcess[str]]:
+    start = time.perf_counter()
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout, start_new_session=shielded)
+    return time.perf_counter() - start, proc
+
+
+def testbed(*args: str) -> list[str]:
+    return [sys.executable, "-m", "testbed", *args]  # this checkout's code (cwd=REPO)
+
+
+def last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
+def bench_netns(prefix: str = PREFIX) -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(NETNS_DIR) if n.startswith(prefix))
+    except FileNotFoundError:
+        return []
+
+
+def lab_down(lab: str, must: bool) -> float:
+    """Remove LAB, Ctrl-C or not; an error if it was up (or left namespaces) and is not gone."""
+    with deferred_sigint():
+        seconds, proc = timed(testbed("down", lab), shielded=True)
+    if proc.returncode != 0 and (must or bench_netns(f"{lab}.")):
+        raise BenchError(f"testbed down {lab} failed: {last_line(proc.stderr)}")
+    return seconds
+
+
+def lab_runs(case: str, topology: list[str], repeat: int) -> list[Run]:
+    lab, runs = PREFIX + case, []
+    for i in range(1, repeat + 1):
+        built = False
+        try:
+            wall, proc = timed(testbed("up", *topology, "--name", lab, "-o", "json"))
+            if proc.returncode != 0:
+                raise BenchError(f"testbed up {lab} failed: {last_line(proc.stderr)}")
+            built, data = True, json.loads(proc.stdout)
+        finally:
+            down = lab_down(lab, must=built)
+        pods, hosts = len(data["pods"]), len(data["hosts"])
+        runs.append(Run(wall, float(data["seconds"]), down, pods, 1 + hosts + pods))
+        progress(f"{case} {i}/{repeat}: up {wall:.2f} s (internal {data['seconds']:.2f} s), down {down:.2f} s")
+    return runs
+
+
+CaseFn = Callable[[int], list[Run]]
+CASES: dict[str, CaseFn] = {}
+
+
+def case(name: str) -> Callable[[CaseFn], CaseFn]:
+    """Register a case: a function of the repeat count returning one Run per repetition."""
+    def register(fn: CaseFn) -> CaseFn:
+        assert name not in CASES, f"case {name} registered twice"
+        CASES[name] = fn
+        return fn
+
+    return register
+
+
+@case("two-hosts")
+def two_hosts(repeat: int) -> list[Run]:
+    return lab_runs("two-hosts", ["two-hosts"], repeat)
+
+
+def scale_case(pods: int) -> CaseFn:
+    """pods-PODS: the scale topology, 2 hosts with PODS/2 pods each."""
+    return lambda repeat: lab_runs(f"pods-{pods}", ["scale", "--hosts", "2", "--pods-per-host", str(pods // 2)], repeat)
+
+
+for _pods in (10, 100, 500):
+    case(f"pods-{_pods}")(scale_case(_pods))
+
+
+def ip(*args: str) -> float:
+    seconds, proc = timed(["ip", *args], timeout=60)
+    if proc.returncode != 0:
+        raise BenchError(f"ip {' '.join(args)} failed: {last_line(proc.stderr)}")
+    return seconds
+
+
+def baseline(count: int = BASE_NETNS) -> dict[str, Any]:
+    """Median seconds of `ip netns add`, `ip netns delete`, and a veth pair between two namespaces."""
+    names, made, adds, veths, deletes = [f"{PREFIX}base-{i}" for i in range(count)], [], [], [], []
+    try:
+        for name in names:
+            adds.append(ip("netns", "add", name))
+            made.append(name)
+        for a, b in zip(names[::2], names[1::2]):
+            veths.append(ip("link", "add", "bench0", "netns", a, "type", "veth", "peer", "name", "bench1", "netns", b))
+        while made:
+            deletes.append(ip("netns", "delete", made[-1]))
+            made.pop()
+    finally:
+        with deferred_sigint():
+            for name in made:
+                subprocess.run(["ip", "netns", "delete", name], capture_output=True, start_new_session=True)
+    return {"namespaces": count, "netns_add_s": statistics.median(adds), "netns_delete_s": statistics.median(deletes),
+            "veth_pairs": len(veths), "veth_s": statistics.median(veths)}
+
+
+def summarize(name: str, runs: list[Run], netns_add_s: float) -> dict[str, Any]:
+    ups = [r.up_wall for r in runs]
+    up, pods, namespaces = statistics.median(ups), runs[0].pods, runs[0].namespaces
+    return {
+        "case": name, "runs": len(runs), "pods": pods, "namespaces": namespaces,
+        "up_median_s": up, "up_min_s": min(ups), "up_max_s": max(ups),
+        "up_internal_median_s": statistics.median(r.up_internal for r in runs),
+        "down_median_s": statistics.median(r.down for r in runs),
+        "ms_per_pod": 1000 * up / pods if pods else None,
+        "baseline_ratio": up / (namespaces * netns_add_s) if netns_add_s > 0 else None,
+        "samples": [asdict(r) for r in runs],
+    }
+
+
+def fit_line(points: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """Least-squares slope and intercept of y over x; None without two distinct x."""
+    if len({x for x, _ in points}) < 2:
+        return None
+    mx, my = statistics.fmean(x for x, _ in points), statistics.fmean(y for _, y in points)
+    slope = sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)
+    return slope, my - slope * mx
+
+
+def marginal_ms(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
+    """Milliseconds each pod adds between two cases (slope of up time over pods)."""
+    if not a or not b or b["pods"] == a["pods"]:
+        return None
+    return 1000 * (b["up_median_s"] - a["up_median_s"]) / (b["pods"] - a["pods"])
+
+
+def linearity(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    by_name = {c["case"]: c for c in cases}
+    at_100 = by_name.get("pods-100", {}).get("ms_per_pod")
+    at_500 = by_name.get("pods-500", {}).get("ms_per_pod")
+    pod_cases = [c for c in cases if re.fullmatch(r"pods-\d+", c["case"])]
+    fit = fit_line([(c["pods"], c["up_median_s"]) for c in pod_cases])
+    # Cost of each added pod, which leaves out the fixed start-up cost that ms/pod includes.
+    low, high = marginal_ms(by_name.get("pods-10"), by_name.get("pods-100")), marginal_ms(
+        by_name.get("pods-100"), by_name.get("pods-500")
+    )
+    return {
+        "ms_per_pod_100": at_100, "ms_per_pod_500": at_500,
+        "ratio_500_to_100": at_500 / at_100 if at_100 and at_500 else None,
+        "marginal_ms_10_to_100": low, "marginal_ms_100_to_500": high,
+        "marginal_ratio": high / low if low and high else None,
+        "fit_cases": [c["case"] for c in pod_cases],
+        "slope_ms_per_pod": 1000 * fit[0] if fit else None, "intercept_s": fit[1] if fit else None,
+    }
+
+
+def target(name: str, figure: float | None, limit: float, unit: str) -> dict[str, Any]:
+    status = "skipped" if figure is None else "pass" if figure <= limit else "fail"
+    return {"target": name, "figure": figure, "limit": limit, "unit": unit, "status": status}
+
+
+def targets(cases: list[dict[str, Any]], lin: dict[str, Any]) -> list[dict[str, Any]]:
+    two = next((c for c in cases if c["case"] == "two-hosts"), {})
+    return [
+        target("two-hosts up", two.get("up_median_s"), UP_LIMIT_S, "s"),
+        target("two-hosts down", two.get("down_median_s"), DOWN_LIMIT_S, "s"),
+        target("linear growth (ms per added pod, 100->500 / 10->100)", lin["marginal_ratio"], LINEAR_LIMIT, "x"),
+    ]
+
+
+def build_report(machine: dict[str, Any], base: dict[str, Any], results: dict[str, list[Run]]) -> dict[str, Any]:
+    cases = [summarize(name, runs, base["netns_add_s"]) for name, runs in results.items()]
+    lin = linearity(cases)
+    return {"machine": machine, "baseline": base, "cases": cases, "linearity": lin, "targets": targets(cases, lin)}
+
+
+def rounded(obj: Any, digits: int = 4) -> Any:
+    """OBJ with every float rounded, for JSON people read."""
+    if isinstance(obj, float):
+        return round(obj, digits)
+    if isinstance(obj, dict):
+        return {k: rounded(v, digits) for k, v in obj.items()}
+    return [rounded(v, digits) for v in obj] if isinstance(obj, list) else obj
+
+
+def fmt(value: float | None, spec: str = ".2f", unit: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{unit}"
+
+
+def render_table(report: dict[str, Any]) -> Table:
+    table = Table(title="testbed up/down (seconds; x baseline = up / (netns x ip netns add))")
+    for col in ("case", "pods", "netns", "up med", "up min", "up max", "up internal", "down med", "ms/pod", "x baseline"):
+        table.add_column(col, justify="left" if col == "case" else "right", no_wrap=col == "case")
+    for c in report["cases"]:
+        table.add_row(c["case"], str(c["pods"]), str(c["namespaces"]), fmt(c["up_median_s"]), fmt(c["up_min_s"]),
+                      fmt(c["up_max_s"]), fmt(c["up_internal_median_s"]), fmt(c["down_median_s"]),
+                      fmt(c["ms_per_pod"], ".1f"), fmt(c["baseline_ratio"], ".1f", "x"))
+    return table
+
+
+def verdict(t: dict[str, Any]) -> str:
+    unit = " s" if t["unit"] == "s" else "x"
+    return f"{t['status'].upper():7} {t['target']}: {fmt(t['figure'], '.2f', unit)} (target <= {t['limit']:g}{unit})"
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    b, lin, m = report["baseline"], report["linearity"], report["machine"]
+    return [
+        f"machine: {m['cores']} cores, kernel {m['kernel']}",
+        f"baseline: ip netns add {1000 * b['netns_add_s']:.1f} ms, delete {1000 * b['netns_delete_s']:.1f} ms "
+        f"(median of {b['namespaces']}); veth pair {1000 * b['veth_s']:.1f} ms (median of {b['veth_pairs']})",
+        f"linearity: {fmt(lin['ms_per_pod_100'], '.1f')} ms/pod at 100, {fmt(lin['ms_per_pod_500'], '.1f')} at 500, "
+        f"ratio {fmt(lin['ratio_500_to_100'])}; each added pod costs {fmt(lin['marginal_ms_10_to_100'], '.1f')} ms "
+        f"from 10 to 100 pods, {fmt(lin['marginal_ms_100_to_500'], '.1f')} ms from 100 to 500",
+        f"least squares over {', '.join(lin['fit_cases']) or 'none'}: up = "
+        f"{fmt(lin['slope_ms_per_pod'], '.1f')} ms/pod + {fmt(lin['intercept_s'])} s",
+    ] + [verdict(t) for t in report["targets"]]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", help=f"comma-separated, from {','.join(CASES)} (default: all)")
+    parser.add_argument("--repeat", type=int, help="runs per case (default: 3)")
+    parser.add_argument("--json", action="store_true", help="print only the JSON report on stdout")
+    parser.add_argument("--quick", action="store_true", help=f"smoke test: {' and '.join(QUICK)}, one run each")
+    args = parser.parse_args(argv)
+    if args.quick and (args.cases or args.repeat is not None):
+        parser.error("--quick picks its own cases and repeat; give --quick or --cases/--repeat")
+    args.cases = list(QUICK) if args.quick else args.cases.split(",") if args.cases else list(CASES)
+    args.repeat = 1 if args.quick else 3 if args.repeat is None else args.repeat
+    if unknown := [c for c in args.cases if c not in CASES]:
+        parser.error(f"unknown case {','.join(unknown)}; known: {','.join(CASES)}")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    return args
+
+
+def preflight(cases: list[str]) -> None:
+    """Refuse to touch a bench lab or baseline namespace that is already there."""
+    _, proc = timed(testbed("labs", "-o", "json"))
+    if proc.returncode != 0:
+        raise BenchError(f"testbed labs failed: {last_line(proc.stderr)}")
+    up, present = set(json.loads(proc.stdout)["labs"]), bench_netns()
+    for lab in (PREFIX + name for name in cases):
+        if lab in up or any(n.startswith(f"{lab}.") for n in present):
+            raise BenchError(f"lab {lab} already exists (remove it first: sudo testbed down {lab})")
+    if base := [n for n in present if n.startswith(f"{PREFIX}base-")]:
+        raise BenchError(f"baseline namespace {base[0]} already exists (remove it: sudo ip netns delete {base[0]})")
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        progress("error: must run as root (try: sudo scripts/bench)")
+        return 1
+    try:
+        preflight(args.cases)
+        progress(f"baseline: {BASE_NETNS} x ip netns add/delete, {BASE_NETNS // 2} veth pairs")
+        base = baseline()
+        results = {name: CASES[name](args.repeat) for name in args.cases}
+    except BenchError as exc:
+        progress(f"error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        progress("interrupted (bench labs removed)")
+        return 130
+    report = build_report({"cores": os.cpu_count(), "kernel": platform.release()}, base, results)
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"bench-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    path.write_text(json.dumps(rounded(report), indent=2) + "\n")
+    if args.json:
+        print(json.dumps(rounded(report), indent=2))
+    else:
+        console = Console()
+        if not console.is_terminal:  # a file or pipe: no 80-column squeeze
+            console.width = 120
+        console.print(render_table(report))
+        for line in summary_lines(report):
+            console.print(line, highlight=False)
+    progress(f"saved {path.relative_to(REPO)}")
+    if left := bench_netns():
+        progress(f"error: namespaces left behind: {' '.join(left)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
