@@ -337,7 +337,7 @@ def main(argv: list[str]) -> int:
     if args.json:
         print(json.dumps(rounded(report), indent=2))
     else:
-        console = Console()
+        console = Console(soft_wrap=True)
         if not console.is_terminal:  # a file or pipe: no 80-column squeeze
             console.width = 120
         console.print(render_table(report))
