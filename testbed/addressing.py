@@ -59,11 +59,11 @@ def assign_host_ips(hosts: Sequence[tuple[str, str | None]]) -> dict[str, IPv4Ad
     for name, pinned in hosts:
         if pinned is not None:
             continue
-        ip = next((c for c in candidates if c not in taken), None)
-        if ip is None:
+        free = next((c for c in candidates if c not in taken), None)
+        if free is None:
             raise AddressError(f"host {name}: no free address left in {FABRIC}")
-        taken.add(ip)
-        result[name] = ip
+        taken.add(free)
+        result[name] = free
     return {name: result[name] for name, _ in hosts}
 
 

@@ -98,8 +98,6 @@ def up(
     lab = name or topology.name
     check_lab_name(lab)
     plan = plan_lab(topology, lab)
-    if lab in labs():
-        raise state.LabExists(f"lab {lab!r} is already up (remove it with: sudo testbed down {lab})")
     seconds = build.build_lab(plan, progress or (lambda *_: None))
     result = status(lab)
     result.seconds = round(seconds, 3)

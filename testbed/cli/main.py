@@ -139,6 +139,7 @@ def status(lab: str | None, lab_opt: str | None, fmt: str) -> None:
 
     Read from the lab's etcd. Exits 1 when etcd does not answer.
     """
+    needs_root("status")
     result = api.status(api.resolve_lab(pick(lab, lab_opt)))
     if fmt == "json":
         output.print_json(result.to_json())

@@ -74,9 +74,9 @@ def pids_by_netns(names: Iterable[str]) -> dict[str, list[int]]:
             st = os.stat(f"/proc/{entry}/ns/net")
         except OSError:
             continue
-        name = wanted.get((st.st_dev, st.st_ino))
-        if name is not None:
-            result[name].append(int(entry))
+        owner = wanted.get((st.st_dev, st.st_ino))
+        if owner is not None:
+            result[owner].append(int(entry))
     return result
 
 

@@ -44,6 +44,15 @@ def two_hosts(root_before: RootSnapshot) -> Iterator[str]:
     assert RootSnapshot.take() == root_before
 
 
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan waits a moment for init to reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
 def pods_by_host(status: dict) -> dict[str, list[dict]]:
     result: dict[str, list[dict]] = {}
     for pod in status["pods"]:
@@ -210,3 +219,52 @@ def test_up_from_a_mininet_topo_file(root_before: RootSnapshot) -> None:
     finally:
         testbed("down", lab, check=False)
     assert RootSnapshot.take() == root_before
+
+
+def test_pod_command_runs_inside_and_down_stops_it(tmp_path: Path, root_before: RootSnapshot) -> None:
+    topo = tmp_path / "cmd.yaml"
+    topo.write_text(
+        "hosts: [host1]\n"
+        "pods:\n"
+        "  - {name: sleeper, command: [sleep, '1000']}\n"
+        "  - {name: idle}\n"
+    )
+    lab = unique("itcmd")
+    try:
+        testbed("up", str(topo), "--name", lab)
+        pids = subprocess.run(["ip", "netns", "pids", f"{lab}.default.sleeper"], capture_output=True, text=True).stdout.split()
+        assert len(pids) == 1
+        assert Path(f"/proc/{pids[0]}/cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", b"1000"]
+    finally:
+        testbed("down", lab, check=False)
+    assert not running(int(pids[0]))
+    assert RootSnapshot.take() == root_before
+
+
+def test_status_reports_a_dead_etcd_and_down_still_cleans(root_before: RootSnapshot) -> None:
+    lab = unique("itetcd")
+    try:
+        testbed("up", "two-hosts", "--name", lab)
+        etcd_pid = status_json(lab)["etcd"]["pid"]
+        os.kill(etcd_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{etcd_pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc = testbed("status", lab, "-o", "json", check=False)
+        assert proc.returncode == 1
+        data = json.loads(proc.stdout)
+        assert data["etcd"]["healthy"] is False and data["etcd"]["running"] is False
+        assert "etcd at unix:" in data["etcd"]["error"]
+    finally:
+        testbed("down", lab, check=False)
+    assert lab_netns(lab) == []
+    assert RootSnapshot.take() == root_before
+
+
+def test_a_second_up_of_the_same_lab_is_refused_and_harmless(two_hosts: str) -> None:
+    proc = testbed("up", "two-hosts", "--name", two_hosts, check=False)
+    assert proc.returncode == 1
+    assert f"lab '{two_hosts}' is already up" in proc.stderr
+    status = status_json(two_hosts)
+    assert status["etcd"]["healthy"] is True and len(status["pods"]) == 4
+    assert len(lab_netns(two_hosts)) == 7
