@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from testbed.netns.processes import is_alive
 from tests.integration.labs import REPO, RootSnapshot, in_netns, lab_netns, status_json, testbed
 
 pytestmark = pytest.mark.root
@@ -42,15 +43,6 @@ def two_hosts(root_before: RootSnapshot) -> Iterator[str]:
         testbed("down", lab, check=False)
     assert lab_netns(lab) == []
     assert RootSnapshot.take() == root_before
-
-
-def running(pid: int) -> bool:
-    """Alive and not a zombie (an orphan waits a moment for init to reap it)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
 def pods_by_host(status: dict) -> dict[str, list[dict]]:
@@ -237,7 +229,7 @@ def test_pod_command_runs_inside_and_down_stops_it(tmp_path: Path, root_before: 
         assert Path(f"/proc/{pids[0]}/cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", b"1000"]
     finally:
         testbed("down", lab, check=False)
-    assert not running(int(pids[0]))
+    assert not is_alive(int(pids[0]))  # gone, or a zombie waiting for init to reap it
     assert RootSnapshot.take() == root_before
 
 
