@@ -7,16 +7,18 @@ labs exist, which PIDs they started and where their etcd socket is.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from testbed import addressing, naming
 from testbed.datastore import keys, records
 from testbed.datastore.base import DatastoreError
 from testbed.datastore.etcd import EtcdDatastore
 from testbed.netns import namespaces, processes
-from testbed.runtime import build, state
+from testbed.netns.links import PROTO_BIRD, NetnsLinks
+from testbed.runtime import build, pods, state
 from testbed.runtime.plan import plan_lab
 from testbed.runtime.teardown import TeardownReport, teardown
+from testbed.model.topology import PodSpec
 from testbed.topology import load_topology
 
 
@@ -91,10 +93,13 @@ def up(
     name: str | None = None,
     hosts: int | None = None,
     pods_per_host: int | None = None,
+    route_reflector: bool = False,
     progress: build.Progress | None = None,
 ) -> LabStatus:
     """Validate and plan everything first (nothing is created on bad input), then build."""
     topology = load_topology(topology_ref, hosts=hosts, pods_per_host=pods_per_host)
+    if route_reflector:
+        topology = replace(topology, options=replace(topology.options, route_reflector=True))
     lab = name or topology.name
     check_lab_name(lab)
     plan = plan_lab(topology, lab)
@@ -182,3 +187,102 @@ def host_netns(lab: str, host: str) -> str:
         if store.get(keys.node(host)) is None:
             raise LabError(f"host {host!r} not found in lab {lab!r}")
     return naming.host_netns(lab, host)
+
+
+@dataclass(frozen=True)
+class RouteRow:
+    destination: str
+    via: str | None
+    dev: str | None
+    proto: str
+    kind: str  # what the route is for, in the lab's terms
+    peer_host: str | None = None  # the host a BGP route points at
+
+
+PROTO_NAMES = {2: "kernel", 3: "boot", 4: "static", PROTO_BIRD: "bird", 80: "felix"}
+
+
+def routes(lab: str, host: str) -> list[RouteRow]:
+    """The host's IPv4 routing table, each route labelled as the lab's figure explains it."""
+    netns = host_netns(lab, host)
+    with datastore(lab) as store:
+        hosts_by_ip = {str(n.ip): n.name for n in map(records.node_summary, store.list(keys.NODES).values())}
+    with NetnsLinks(netns) as links:
+        table = links.routes()
+    rows = []
+    for r in table:
+        dst = r.dst[:-3] if r.dst.endswith("/32") else r.dst
+        if r.dst == "0.0.0.0/0":
+            dst, kind = "default", "default route (the fabric gateway)"
+        elif r.kind == "blackhole":
+            kind = "own block: unused addresses are dropped here"
+        elif r.dev and r.dev.startswith(naming.WORKLOAD_PREFIX):
+            kind = "local workload"
+        elif r.proto == PROTO_BIRD and r.gateway:
+            kind = f"workloads on {hosts_by_ip.get(r.gateway, r.gateway)} (learned over BGP)"
+        elif r.proto == 2:
+            kind = "the fabric"
+        else:
+            kind = ""
+        rows.append(
+            RouteRow(
+                destination=dst,
+                via=r.gateway,
+                dev=r.dev,
+                proto=PROTO_NAMES.get(r.proto, str(r.proto)),
+                kind=kind,
+                peer_host=hosts_by_ip.get(r.gateway) if r.gateway else None,
+            )
+        )
+    return rows
+
+
+@dataclass
+class BgpStatus:
+    host: str
+    ip: str
+    running: bool  # the host's BGP speaker process is alive
+    peers: list[dict[str, object]] = field(default_factory=list)
+    updated: float | None = None
+
+
+def bgp_status(lab: str, host: str | None = None) -> list[BgpStatus]:
+    """Per host: is its speaker running, and its peers as `calicoctl node status` lists them."""
+    recorded = state.load(lab)
+    pids = {p.name: p for p in recorded.processes} if recorded else {}
+    result = []
+    with datastore(lab) as store:
+        nodes = [records.node_summary(v) for v in store.list(keys.NODES).values()]
+        if host is not None and host not in {n.name for n in nodes}:
+            raise LabError(f"host {host!r} not found in lab {lab!r}")
+        for node in nodes:
+            if host is not None and node.name != host:
+                continue
+            record = pids.get(f"bgp {node.name}")
+            running = record is not None and processes.start_time(record.pid) == record.start_time
+            reported = store.get(keys.bgp_status(node.name)) or {}
+            result.append(
+                BgpStatus(
+                    host=node.name,
+                    ip=str(node.ip),
+                    running=running and processes.is_alive(record.pid if record else 0),
+                    peers=list(reported.get("peers", [])),
+                    updated=reported.get("updated"),
+                )
+            )
+    return result
+
+
+def add_pod(lab: str, spec: PodSpec) -> PodStatus:
+    """Create a pod in a running lab (its address from the lab's IPAM, announced over BGP)."""
+    with datastore(lab) as store:
+        pod = pods.add_pod(lab, spec, store)
+    return PodStatus(pod.namespace, pod.name, str(pod.ip), pod.host, pod.interface, pod.netns)
+
+
+def delete_pod(lab: str, target: str) -> None:
+    namespace, sep, name = target.partition("/")
+    if not sep or not namespace or not name:
+        raise LabError(f"pod {target!r}: expected NAMESPACE/POD")
+    with datastore(lab) as store:
+        pods.delete_pod(lab, namespace, name, store)

@@ -66,6 +66,10 @@ def host_netns(lab: str, host: str) -> str:
     return f"{lab}.{host}"
 
 
+def reflector_netns(lab: str) -> str:
+    return f"{lab}.{ROUTE_REFLECTOR}"
+
+
 def pod_netns(lab: str, namespace: str, pod: str) -> str:
     return f"{lab}.{namespace}.{pod}"
 

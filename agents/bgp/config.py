@@ -102,6 +102,7 @@ def exabgp_config(
         f"        hold-time {hold_time};",
         "        group-updates false;",
         "        family { ipv4 unicast; }",
+        "        capability { route-refresh; }",  # a respawned glue asks peers to resend
         "        api {",
         f"            processes [ {PROCESS_NAME} ];",
         "            neighbor-changes;",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -14,13 +15,15 @@ from testbed import __version__, api
 from testbed.addressing import AddressError
 from testbed.cli import output
 from testbed.datastore.base import DatastoreError
+from testbed.runtime.etcd_server import EtcdStartError
+from testbed.runtime.pods import PodError
 from testbed.runtime.state import LabExists
-from testbed.topology import TopologyError, builtin_topologies
+from testbed.topology import TopologyError, builtin_topologies, pod_spec_from_dict
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Errors that are the user's input or the lab's state, shown as one line (a line per problem).
-EXPECTED = (api.LabError, LabExists, TopologyError, AddressError, DatastoreError)
+EXPECTED = (api.LabError, PodError, LabExists, TopologyError, AddressError, DatastoreError, EtcdStartError, TimeoutError)
 
 
 def fails_cleanly(fn: F) -> F:
@@ -74,9 +77,14 @@ def cli() -> None:
 @click.option("--name", "name", metavar="LAB", help="Lab name (default: the topology's name).")
 @click.option("--hosts", type=int, help="scale topology only: number of hosts (host1..hostN).")
 @click.option("--pods-per-host", type=int, help="scale topology only: pods on each host.")
+@click.option(
+    "--route-reflector", is_flag=True, help="Hosts peer with a BIRD route reflector at 172.18.203.254, not a full mesh."
+)
 @output_option
 @fails_cleanly
-def up(topology: str, name: str | None, hosts: int | None, pods_per_host: int | None, fmt: str) -> None:
+def up(
+    topology: str, name: str | None, hosts: int | None, pods_per_host: int | None, route_reflector: bool, fmt: str
+) -> None:
     """Build a lab from TOPOLOGY and leave it running.
 
     TOPOLOGY is a built-in name or a path to a .yaml/.json or Mininet-style .py file.
@@ -91,7 +99,14 @@ def up(topology: str, name: str | None, hosts: int | None, pods_per_host: int | 
     """
     needs_root("up")
     with output.progress_reporter() as progress:
-        result = api.up(topology, name=name, hosts=hosts, pods_per_host=pods_per_host, progress=progress)
+        result = api.up(
+            topology,
+            name=name,
+            hosts=hosts,
+            pods_per_host=pods_per_host,
+            route_reflector=route_reflector,
+            progress=progress,
+        )
     if fmt == "json":
         output.print_json(result.to_json())
     else:
@@ -147,6 +162,112 @@ def status(lab: str | None, lab_opt: str | None, fmt: str) -> None:
         output.status_tables(result)
     if not result.etcd.get("healthy"):
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("host")
+@lab_option
+@output_option
+@fails_cleanly
+def routes(host: str, lab: str | None, fmt: str) -> None:
+    """Show HOST's routing table, each route explained: local workloads via their cali
+    interfaces, other hosts' workloads via those hosts (learned over BGP), blackholes for
+    the host's own blocks.
+
+    \b
+    Example:
+      sudo testbed routes host1
+    """
+    needs_root("routes")
+    rows = api.routes(api.resolve_lab(lab), host)
+    if fmt == "json":
+        output.print_json({"host": host, "routes": [asdict(r) for r in rows]})
+    else:
+        output.routes_table(host, rows)
+
+
+@cli.group()
+def bgp() -> None:
+    """BGP between the lab's hosts (ExaBGP speakers, optional BIRD route reflector)."""
+
+
+@bgp.command("status")
+@click.option("--host", "host", metavar="HOST", help="One host (default: every host).")
+@lab_option
+@output_option
+@fails_cleanly
+def bgp_status(host: str | None, lab: str | None, fmt: str) -> None:
+    """What `calicoctl node status` prints: each BGP peer, its type, state, since, info.
+
+    Exits 1 if a host's BGP speaker is not running.
+    """
+    needs_root("bgp status")
+    statuses = api.bgp_status(api.resolve_lab(lab), host)
+    if fmt == "json":
+        output.print_json({"hosts": [asdict(s) for s in statuses]})
+    else:
+        output.bgp_tables(statuses, several=host is None)
+    if not all(s.running for s in statuses):
+        sys.exit(1)
+
+
+@cli.group()
+def pod() -> None:
+    """Add or delete pods in a running lab, as the CNI plugin and kubelet would."""
+
+
+@pod.command("add")
+@lab_option
+@click.option("--host", "host", metavar="HOST", help="Place it on HOST (default: the host with fewest pods).")
+@click.option("--ip", "ip", metavar="IP", help="Ask for this address (borrowed if another host owns its block).")
+@click.option("--label", "-l", "labels", multiple=True, metavar="KEY=VALUE", help="A pod label (repeatable).")
+@output_option
+@click.argument("target")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@fails_cleanly
+def pod_add(
+    lab: str | None, host: str | None, ip: str | None, labels: tuple[str, ...], fmt: str, target: str,
+    command: tuple[str, ...],
+) -> None:
+    """Create pod TARGET (NAMESPACE/NAME), optionally running COMMAND (after --) inside.
+
+    \b
+    Examples:
+      sudo testbed pod add demo/web --host host2 -l app=web
+      sudo testbed pod add demo/borrowed --ip 10.65.0.30 --host host2
+      sudo testbed pod add demo/sleeper -- sleep infinity
+    """
+    needs_root("pod add")
+    namespace, sep, name = target.partition("/")
+    if not sep or not namespace or not name:
+        raise api.LabError(f"pod {target!r}: expected NAMESPACE/NAME")
+    pairs = []
+    for label in labels:
+        key, eq, value = label.partition("=")
+        if not eq or not key:
+            raise api.LabError(f"--label {label!r}: expected KEY=VALUE")
+        pairs.append((key, value))
+    argv = list(command)
+    spec = pod_spec_from_dict(
+        {"name": name, "namespace": namespace, "host": host, "ip": ip, "labels": dict(pairs), "command": argv},
+        label=f"pod {target}",
+    )
+    created = api.add_pod(api.resolve_lab(lab), spec)
+    if fmt == "json":
+        output.print_json(asdict(created))
+    else:
+        click.echo(f"pod {created.namespace}/{created.name} created: {created.ip} on {created.host} ({created.interface})")
+
+
+@pod.command("delete")
+@lab_option
+@click.argument("target")
+@fails_cleanly
+def pod_delete(lab: str | None, target: str) -> None:
+    """Delete pod TARGET (NAMESPACE/NAME): its netns, address and records."""
+    needs_root("pod delete")
+    api.delete_pod(api.resolve_lab(lab), target)
+    click.echo(f"pod {target} deleted")
 
 
 @cli.command()

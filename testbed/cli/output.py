@@ -12,12 +12,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from testbed.api import LabStatus
+from testbed.api import BgpStatus, LabStatus, RouteRow
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-STEP_TITLES = {"fabric": "fabric and etcd", "hosts": "hosts", "pods": "pods", "etcd": "etcd records"}
+STEP_TITLES = {"fabric": "fabric and etcd", "hosts": "hosts", "pods": "pods", "etcd": "etcd records", "bgp": "BGP converged"}
 
 
 def print_json(data: Any) -> None:
@@ -79,3 +79,56 @@ def progress_reporter() -> Iterator[Any]:
             err.print(f"{STEP_TITLES.get(step, step)}: {done}/{total} done")
 
     yield log
+
+
+def route_line(row: RouteRow) -> str:
+    """A route as `ip route` prints it (protocol boot, the default, is not shown)."""
+    if row.kind.startswith("own block"):
+        text = f"blackhole {row.destination}"
+    else:
+        text = row.destination
+        if row.via:
+            text += f" via {row.via}"
+        if row.dev:
+            text += f" dev {row.dev}"
+    if row.proto != "boot":
+        text += f" proto {row.proto}"
+    if not row.via and row.dev and row.destination != "default":
+        text += " scope link"
+    return text
+
+
+def routes_table(host: str, rows: list[RouteRow]) -> None:
+    lines = [route_line(r) for r in rows]
+    width = max((len(line) for line in lines), default=0)
+    out.print(f"routing table of {host}:")
+    for line, row in zip(lines, rows):
+        out.print(f"{line:<{width}}   # {row.kind}" if row.kind else line)
+
+
+def bgp_tables(statuses: list[BgpStatus], several: bool) -> None:
+    """What `calicoctl node status` prints, per host."""
+    for i, status in enumerate(statuses):
+        if several:
+            out.print(("\n" if i else "") + f"host {status.host} ({status.ip})")
+        if not status.running:
+            out.print("Calico process is not running.")
+            continue
+        out.print("Calico process is running.\n")
+        out.print("IPv4 BGP status")
+        if not status.peers:
+            out.print("No IPv4 peers found.\n")
+        else:
+            header = ["PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"]
+            rows = [[str(p.get(k, "")) for k in ("address", "type", "state", "since", "info")] for p in status.peers]
+            out.print(bordered(header, rows) + "\n")
+        out.print("IPv6 BGP status\nNo IPv6 peers found.")
+
+
+def bordered(header: list[str], rows: list[list[str]]) -> str:
+    """An ASCII table with +---+ borders and centred headers, as calicoctl draws it."""
+    widths = [max(len(c) for c in column) for column in zip(header, *rows)]
+    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    head = "|" + "|".join(f" {h:^{w}} " for h, w in zip(header, widths)) + "|"
+    body = ["|" + "|".join(f" {c:<{w}} " for c, w in zip(row, widths)) + "|" for row in rows]
+    return "\n".join([rule, head, rule, *body, rule])

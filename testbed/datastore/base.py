@@ -7,8 +7,9 @@ equal bytes (diffs and golden files stay stable). Keys are the paths of ``keys.p
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
 
 Value = dict[str, Any]
 
@@ -20,6 +21,26 @@ MAX_TXN_BYTES = 768 * 1024  # base64 in the JSON gateway adds a third
 
 class DatastoreError(Exception):
     """The store is unreachable or refused an operation. One line, naming the endpoint."""
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One change under a watched prefix.
+
+    ``value`` is the new value of a ``put`` (None if it is not a JSON object) and always
+    None for a ``delete``; ``revision`` is the store revision of the change (several
+    events share one when a transaction or delete_prefix changed several keys).
+    """
+
+    kind: Literal["put", "delete"]
+    key: str
+    value: Value | None
+    revision: int
+
+
+WatchCallback = Callable[[WatchEvent], None]
+WatchErrorCallback = Callable[[DatastoreError], None]
+Cancel = Callable[[], None]
 
 
 @runtime_checkable
@@ -69,10 +90,29 @@ class Datastore(Protocol):
 
     def close(self) -> None: ...
 
-    # Watching is not needed yet. When it is, it goes here as
-    #   watch_prefix(prefix, start_revision) -> (Iterator[WatchEvent], cancel)
-    # with WatchEvent(kind "put"/"delete", key, value | None, revision), so that agents
-    # can list at revision R and watch from R + 1 without missing a change.
+    def watch_prefix(
+        self,
+        prefix: str,
+        callback: WatchCallback,
+        *,
+        start_revision: int | None = None,
+        on_error: WatchErrorCallback | None = None,
+    ) -> Cancel:
+        """Call ``callback`` with every change to a key starting with ``prefix``, in order.
+
+        The watch is in place when this returns: every later write is delivered (so
+        "watch, then list" misses nothing). With ``start_revision``, changes from that
+        revision on are replayed first (list at R, watch from R + 1). Where callbacks run
+        is the implementation's: etcd calls them from one thread of its own per watch,
+        the memory store from the writer's thread, right after the write.
+
+        The watch can end by itself (the store went away, etcd compacted the revision
+        asked for, the callback raised): ``on_error`` is then called once, from the
+        watch's thread, and no event follows. Raises DatastoreError if the watch cannot
+        be set up. Returns ``cancel``: idempotent, never raises; once it returns, no
+        callback is running or will run (unless cancel was called from the callback).
+        """
+        ...
 
 
 def encode_value(value: Mapping[str, Any]) -> str:

@@ -8,10 +8,13 @@ Two ways in:
   through a requests adapter whose connections are UNIX-socket connections.
 - ``EtcdDatastore.over_tcp(host, port)`` for processes inside the lab (agents).
 
+Watches (``watch_prefix``) are in ``etcd_watch``: one streamed request, one session and
+one thread per watch, made by the same ``session_factory`` as the store's own session.
+
 etcd3gw pitfalls handled here: keys and values come back as bytes (base64 on the wire);
 64-bit numbers (revisions, counts) come back as strings; fields equal to their protobuf
-default are omitted (no ``kvs`` when nothing matched, no ``deleted`` when 0, and -- for
-the watch support still to come -- no ``type`` on PUT events, only on DELETE ones).
+default are omitted (no ``kvs`` when nothing matched, no ``deleted`` when 0, and no
+``type`` on PUT watch events, only on DELETE ones).
 """
 
 from __future__ import annotations
@@ -35,13 +38,17 @@ from testbed.datastore import keys
 from testbed.datastore.base import (
     MAX_TXN_BYTES,
     MAX_TXN_OPS,
+    Cancel,
     DatastoreError,
     Value,
+    WatchCallback,
+    WatchErrorCallback,
     check_prefix,
     decode_value,
     encode_value,
     transactions,
 )
+from testbed.datastore.etcd_watch import EtcdWatch
 
 DEFAULT_TIMEOUT = 5.0  # seconds, for every request
 LIST_PAGE = 500  # keys per range request when listing
@@ -106,6 +113,12 @@ def unix_socket_session(path: Path | str) -> requests.Session:
     return session
 
 
+def _tcp_session() -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False  # no proxies from the environment
+    return session
+
+
 # --- the datastore --------------------------------------------------------------------
 
 
@@ -149,26 +162,26 @@ class EtcdDatastore:
         timeout: float = DEFAULT_TIMEOUT,
         max_txn_ops: int = MAX_TXN_OPS,
         max_txn_bytes: int = MAX_TXN_BYTES,
+        session_factory: Callable[[], requests.Session] | None = None,
     ) -> None:
         self._client = client
         self._endpoint = endpoint
         self.timeout = timeout
         self.max_txn_ops = max_txn_ops
         self.max_txn_bytes = max_txn_bytes
+        self._session_factory = session_factory  # one new session per watch (None: share)
 
     @classmethod
     def over_unix_socket(cls, path: Path | str, timeout: float = DEFAULT_TIMEOUT) -> EtcdDatastore:
         client = Etcd3Client(
             host="localhost", port=2379, session=unix_socket_session(path), api_path=API_PATH, timeout=timeout
         )
-        return cls(client, f"unix:{path}", timeout)
+        return cls(client, f"unix:{path}", timeout, session_factory=lambda: unix_socket_session(path))
 
     @classmethod
     def over_tcp(cls, host: str, port: int = 2379, timeout: float = DEFAULT_TIMEOUT) -> EtcdDatastore:
-        session = requests.Session()
-        session.trust_env = False
-        client = Etcd3Client(host=host, port=port, session=session, api_path=API_PATH, timeout=timeout)
-        return cls(client, f"{host}:{port}", timeout)
+        client = Etcd3Client(host=host, port=port, session=_tcp_session(), api_path=API_PATH, timeout=timeout)
+        return cls(client, f"{host}:{port}", timeout, session_factory=_tcp_session)
 
     @property
     def endpoint(self) -> str:
@@ -249,6 +262,22 @@ class EtcdDatastore:
         except (requests.RequestException, ValueError):
             return False
 
+    def watch_prefix(
+        self,
+        prefix: str,
+        callback: WatchCallback,
+        *,
+        start_revision: int | None = None,
+        on_error: WatchErrorCallback | None = None,
+    ) -> Cancel:
+        """See Datastore.watch_prefix: callbacks run in the watch's own (daemon) thread."""
+        own = self._session_factory is not None
+        session = self._session_factory() if self._session_factory else self._client.session
+        watch = EtcdWatch(session, self._client.get_url("/watch"), prefix, callback, own_session=own,
+                          start_revision=start_revision, on_error=on_error, timeout=self.timeout,
+                          endpoint=self._endpoint)  # fmt: skip
+        return watch.start()
+
     def close(self) -> None:
         self._client.session.close()
 
@@ -262,8 +291,3 @@ class EtcdDatastore:
 
     def __repr__(self) -> str:
         return f"EtcdDatastore({self._endpoint})"
-
-    # Watching: not yet. etcd3gw's watch_prefix posts to /v3/watch on this same session
-    # (so it also works over the UNIX socket) and yields events in a thread; wrap it here
-    # as watch_prefix(prefix, start_revision) -> (Iterator[WatchEvent], cancel), treating
-    # an event without "type" as a PUT and decoding key/value bytes.

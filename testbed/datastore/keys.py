@@ -32,6 +32,7 @@ PODS = REGISTRY + "pods/"
 # The testbed's own record of the lab (name, topology, source, options, created).
 TESTBED = "/testbed/"
 LAB = TESTBED + "lab"
+BGP_STATUS = TESTBED + "bgp/"  # <host>: its speaker's sessions, as `calicoctl node status` shows
 
 # Names Calico gives the profiles it derives from Kubernetes objects.
 NAMESPACE_PROFILE_PREFIX = "kns."
@@ -147,6 +148,14 @@ def parse_block_affinity(key: str) -> tuple[str, IPv4Network]:
     if not sep or not node_name or "/" in node_name or "/" in tail:
         raise KeyFormatError(f"{key!r} is not a block affinity key")
     return node_name, parse_block_name(tail)
+
+
+# --- the testbed's own ------------------------------------------------------------------
+
+
+def bgp_status(host: str) -> str:
+    """Where a host's BGP glue writes the state of its sessions."""
+    return BGP_STATUS + host
 
 
 # --- Kubernetes ---------------------------------------------------------------------

@@ -1,23 +1,39 @@
 """An in-memory Datastore for unit tests: etcd's semantics (revisions, prefixes,
-transaction chunks) without a process.
+transaction chunks, watches) without a process.
+
+Watch callbacks run synchronously in the writer's thread, right after the write and
+outside the store's lock (so a callback may read or write the store).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 
 from testbed.datastore.base import (
     MAX_TXN_BYTES,
     MAX_TXN_OPS,
+    Cancel,
     DatastoreError,
     Value,
+    WatchCallback,
+    WatchErrorCallback,
+    WatchEvent,
     check_prefix,
     decode_value,
     encode_value,
     transactions,
 )
+
+
+@dataclass
+class _Watcher:
+    prefix: str
+    callback: WatchCallback
+    on_error: WatchErrorCallback | None
+    active: bool = True
 
 
 class MemoryDatastore:
@@ -35,6 +51,8 @@ class MemoryDatastore:
         self.max_txn_ops = max_txn_ops
         self.max_txn_bytes = max_txn_bytes
         self.transactions = 0  # how many put_many transactions ran (for tests)
+        self._watchers: list[_Watcher] = []
+        self._history: list[WatchEvent] = []  # every change, for watches with start_revision
 
     @property
     def endpoint(self) -> str:
@@ -62,15 +80,20 @@ class MemoryDatastore:
             self._check_open()
             self._data[key] = encoded
             self._revision += 1
+            events = [self._record("put", key, encoded)]
+        self._notify(events)
 
     def put_many(self, items: Mapping[str, Value]) -> None:
         encoded = {k: encode_value(v) for k, v in items.items()}
+        events: list[WatchEvent] = []
         with self._lock:
             self._check_open()
             for group in transactions(encoded, self.max_txn_ops, self.max_txn_bytes):
                 self._data.update(group)
                 self._revision += 1
                 self.transactions += 1
+                events += [self._record("put", k, v) for k, v in group]
+        self._notify(events)
 
     def delete(self, key: str) -> bool:
         with self._lock:
@@ -79,7 +102,9 @@ class MemoryDatastore:
                 return False
             del self._data[key]
             self._revision += 1
-            return True
+            events = [self._record("delete", key, None)]
+        self._notify(events)
+        return True
 
     def delete_prefix(self, prefix: str) -> int:
         check_prefix(prefix)
@@ -90,7 +115,9 @@ class MemoryDatastore:
                 del self._data[key]
             if doomed:
                 self._revision += 1
-            return len(doomed)
+            events = [self._record("delete", key, None) for key in sorted(doomed)]
+        self._notify(events)
+        return len(doomed)
 
     def revision(self) -> int:
         with self._lock:
@@ -99,6 +126,68 @@ class MemoryDatastore:
 
     def healthy(self) -> bool:
         return not self._closed
+
+    def watch_prefix(
+        self,
+        prefix: str,
+        callback: WatchCallback,
+        *,
+        start_revision: int | None = None,
+        on_error: WatchErrorCallback | None = None,
+    ) -> Cancel:
+        """Synchronous callbacks (see the module); replays history from ``start_revision``."""
+        watcher = _Watcher(prefix, callback, on_error)
+        with self._lock:
+            self._check_open()
+            backlog = [
+                e for e in self._history
+                if start_revision is not None and e.revision >= start_revision and e.key.startswith(prefix)
+            ]  # fmt: skip
+            self._watchers.append(watcher)
+        self._deliver(watcher, backlog)
+
+        def cancel() -> None:
+            with self._lock:
+                watcher.active = False
+                if watcher in self._watchers:
+                    self._watchers.remove(watcher)
+
+        return cancel
+
+    def _record(self, kind: str, key: str, encoded: str | None) -> WatchEvent:
+        """Called with the lock held, right after the revision was bumped."""
+        value: Value | None = None
+        if encoded is not None:
+            try:
+                value = decode_value(key, encoded)
+            except DatastoreError:
+                value = None
+        event = WatchEvent("put" if kind == "put" else "delete", key, value, self._revision)
+        self._history.append(event)
+        return event
+
+    def _notify(self, events: Sequence[WatchEvent]) -> None:
+        with self._lock:
+            watchers = list(self._watchers)
+        for watcher in watchers:
+            self._deliver(watcher, [e for e in events if e.key.startswith(watcher.prefix)])
+
+    def _deliver(self, watcher: _Watcher, events: Sequence[WatchEvent]) -> None:
+        """A callback that raises ends its watch; ``on_error`` hears why (as etcd's does)."""
+        for event in events:
+            if not watcher.active:
+                return
+            try:
+                watcher.callback(event)
+            except Exception as exc:  # noqa: BLE001 - reported through on_error
+                with self._lock:
+                    watcher.active = False
+                    if watcher in self._watchers:
+                        self._watchers.remove(watcher)
+                if watcher.on_error is not None:
+                    reason = f"datastore memory: watch {watcher.prefix}: callback failed: {exc}"
+                    watcher.on_error(DatastoreError(reason))
+                return
 
     def close(self) -> None:
         self._closed = True

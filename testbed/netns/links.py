@@ -10,6 +10,7 @@ directly in their target namespace: no interface of a lab ever appears in the ro
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -19,6 +20,19 @@ from pyroute2 import IPRoute
 PROTO_BOOT = 3  # what Felix uses for workload routes (`ip route` omits it)
 PROTO_BIRD = 12  # routes learned over BGP, `proto bird`
 PROTO_FELIX = 80  # routes Felix owns outright
+
+
+@dataclass(frozen=True)
+class Route:
+    dst: str  # "a.b.c.d/len"
+    gateway: str | None
+    dev: str | None
+    proto: int
+    kind: str  # unicast, blackhole, ...
+    scope: int
+
+
+ROUTE_TYPES = {1: "unicast", 2: "local", 3: "broadcast", 6: "blackhole", 7: "unreachable", 8: "prohibit"}
 
 
 class NetnsLinks:
@@ -97,6 +111,27 @@ class NetnsLinks:
         if blackhole:
             spec["type"] = "blackhole"
         self._ipr.route("add", **spec)
+
+    def routes(self, proto: int | None = None) -> list[Route]:
+        """IPv4 routes of the main table (optionally one protocol's), as `ip route` lists them."""
+        names = {int(link["index"]): str(link.get_attr("IFLA_IFNAME")) for link in self._ipr.get_links()}
+        found = []
+        for msg in self._ipr.get_routes(family=2, table=254):
+            if proto is not None and msg["proto"] != proto:
+                continue
+            dst = msg.get_attr("RTA_DST") or "0.0.0.0"
+            oif = msg.get_attr("RTA_OIF")
+            found.append(
+                Route(
+                    dst=f"{dst}/{msg['dst_len']}",
+                    gateway=msg.get_attr("RTA_GATEWAY"),
+                    dev=names.get(oif) if oif is not None else None,
+                    proto=int(msg["proto"]),
+                    kind=ROUTE_TYPES.get(int(msg["type"]), str(msg["type"])),
+                    scope=int(msg["scope"]),
+                )
+            )
+        return found
 
     def add_neighbour(self, ip: str, mac: str, dev: str) -> None:
         """A permanent neighbour entry, as Felix adds for each workload."""

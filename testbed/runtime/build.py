@@ -18,7 +18,7 @@ from testbed.datastore import records
 from testbed.datastore.etcd import EtcdDatastore
 from testbed.netns import namespaces, processes
 from testbed.netns.links import PROTO_BIRD, NetnsLinks
-from testbed.runtime import etcd_server, state
+from testbed.runtime import etcd_server, speakers, state
 from testbed.runtime.plan import HostPlan, LabPlan, PodPlan
 from testbed.runtime.teardown import teardown
 
@@ -26,6 +26,8 @@ from testbed.runtime.teardown import teardown
 Progress = Callable[[str, int, int], None]
 
 ETCD_START_TIMEOUT = 20.0
+BGP_TIMEOUT_BASE = 20.0  # seconds for BGP to converge, plus a little per host
+BGP_TIMEOUT_PER_HOST = 0.5
 FABRIC_PREFIXLEN = addressing.FABRIC.prefixlen
 
 
@@ -110,19 +112,27 @@ def start_etcd(plan: LabPlan, lab_state: state.LabState) -> subprocess.Popen[byt
     argv = etcd_server.etcd_command(etcd_server.data_dir(folder), str(addressing.FABRIC_GATEWAY))
     # etcd makes its unix socket relative to its working directory: the state folder.
     proc = processes.spawn(plan.fabric_netns, argv, etcd_server.log_path(folder), cwd=folder)
-    _record(lab_state, "etcd", plan.fabric_netns, proc.pid)
+    state.record_process(lab_state, "etcd", plan.fabric_netns, proc.pid)
     return proc
 
 
-def start_pod_program(plan: LabPlan, pod: PodPlan, lab_state: state.LabState) -> None:
-    log = state.folder(plan.lab) / "logs" / f"{pod.namespace}.{pod.name}.log"
+def start_pod_program(lab: str, pod: PodPlan, lab_state: state.LabState) -> None:
+    log = state.folder(lab) / "logs" / f"{pod.namespace}.{pod.name}.log"
     proc = processes.spawn(pod.netns, pod.command, log)
-    _record(lab_state, f"pod {pod.key}", pod.netns, proc.pid)
+    state.record_process(lab_state, f"pod {pod.key}", pod.netns, proc.pid)
 
 
-def _record(lab_state: state.LabState, name: str, netns: str, pid: int) -> None:
-    lab_state.processes.append(state.ProcessRecord(name, netns, pid, processes.start_time(pid)))
-    state.save(lab_state)
+def start_bgp(plan: LabPlan, lab_state: state.LabState, progress: Progress) -> None:
+    """Reflector (if asked), a speaker per host, then wait until every host has its routes."""
+    if not plan.options.route_reflector and len(plan.hosts) < 2:
+        return  # a lone host has nobody to talk to
+    if plan.options.route_reflector:
+        speakers.build_reflector(plan, lab_state)
+    for host in plan.hosts:
+        speakers.start_speaker(plan, host, lab_state)
+    progress("bgp", 0, 1)
+    speakers.wait_converged(plan, BGP_TIMEOUT_BASE + BGP_TIMEOUT_PER_HOST * len(plan.hosts))
+    progress("bgp", 1, 1)
 
 
 def etcd_socket(lab: str) -> Path:
@@ -163,8 +173,9 @@ def _build(plan: LabPlan, lab_state: state.LabState, progress: Progress) -> None
         )
         store.put_many(records.lab_records(plan, lab_state.created))
     progress("etcd", 1, 1)
+    start_bgp(plan, lab_state, progress)
     for pod in plan.pods:
         if pod.command:
-            start_pod_program(plan, pod, lab_state)
+            start_pod_program(plan.lab, pod, lab_state)
     lab_state.phase = "up"
     state.save(lab_state)

@@ -67,6 +67,14 @@ def save(state: LabState) -> None:
     tmp.replace(path)
 
 
+def record_process(lab_state: LabState, name: str, netns: str, pid: int) -> None:
+    """Remember a process the lab started (with its start time, so a recycled PID is never hit)."""
+    from testbed.netns.processes import start_time
+
+    lab_state.processes.append(ProcessRecord(name, netns, pid, start_time(pid)))
+    save(lab_state)
+
+
 def load(lab: str) -> LabState | None:
     try:
         data = json.loads((folder(lab) / STATE_FILE).read_text())

@@ -7,7 +7,7 @@ one ``<file>: <field path>: <message>`` line each.
 
 from __future__ import annotations
 
-from testbed.topology.build import topology_from_dict
+from testbed.topology.build import pod_spec_from_dict, topology_from_dict
 from testbed.topology.errors import TopologyError
 from testbed.topology.loader import builtin_topologies, load_topology
 from testbed.topology.scale import scale_topology
@@ -19,6 +19,7 @@ __all__ = [
     "builtin_topologies",
     "load_schema",
     "load_topology",
+    "pod_spec_from_dict",
     "scale_topology",
     "topology_from_dict",
 ]

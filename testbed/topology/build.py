@@ -8,8 +8,8 @@ from typing import Any
 
 from testbed import addressing
 from testbed.model.topology import HostSpec, LabOptions, NamespaceSpec, PodSpec, Topology
-from testbed.topology.errors import raise_for_problems
-from testbed.topology.validate import DEFAULT_NAMESPACE, check_topology
+from testbed.topology.errors import Problem, raise_for_problems
+from testbed.topology.validate import DEFAULT_NAMESPACE, check_pods, check_topology
 
 DEFAULT_IMAGE: str = PodSpec.image  # the dataclass default
 
@@ -82,3 +82,13 @@ def _pod(entry: dict[str, Any]) -> PodSpec:
         command=_command(entry.get("command")),
         ip=_normal_ip(entry.get("ip")),
     )
+
+
+def pod_spec_from_dict(entry: dict[str, Any], label: str) -> PodSpec:
+    """One pod in the topology file's pod shape (for pods added to a running lab), checked
+    with the same rules; problems are reported as ``<label>: <field>: <message>``."""
+    problems: list[Problem] = []
+    check_pods([entry], None, problems)
+    # The checks name fields as pods[0].<field>; here there is only the one pod.
+    raise_for_problems(label, [Problem(p.path[2:], p.message) for p in problems])
+    return _pod({k: v for k, v in entry.items() if v is not None})

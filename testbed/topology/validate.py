@@ -53,7 +53,7 @@ def semantic_problems(data: dict[str, Any]) -> list[Problem]:
     _check_namespaces(data.get("namespaces"), problems)
     pods = data.get("pods")
     if isinstance(pods, list):
-        _check_pods(pods, host_names or None, problems)
+        check_pods(pods, host_names or None, problems)
     return problems
 
 
@@ -191,7 +191,7 @@ def _check_namespaces(namespaces: object, problems: list[Problem]) -> None:
             _check_labels(entry.get("labels"), ("namespaces", i, "labels"), problems)
 
 
-def _check_pods(pods: list[Any], host_names: list[str] | None, problems: list[Problem]) -> None:
+def check_pods(pods: list[Any], host_names: list[str] | None, problems: list[Problem]) -> None:
     seen: set[tuple[str, str]] = set()
     pinned: dict[IPv4Address, str] = {}
     for i, pod in enumerate(pods):

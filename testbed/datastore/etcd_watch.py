@@ -1,0 +1,221 @@
+"""Watching a prefix of etcd through the v3 JSON gateway (``POST /v3/watch``, streamed).
+
+Not etcd3gw's ``Watcher``: it reads the stream in a thread-pool future, so a stream that
+breaks (etcd restarted, compacted, unreachable) ends silently and its caller never hears
+of it; its ``stop()`` rebuilds the socket with ``socket.fromfd(fd, AF_INET, ...)``
+whatever the real family is and swallows every error. Here each watch has its own
+requests session (the main session's pool is never tied up by a stream that lasts
+forever), its own thread, and cancel shuts the stream's socket down (which wakes the
+blocked read on any socket family), then joins the thread.
+
+Stream format: one JSON object per message, ``{"result": {...}}`` or ``{"error": {...}}``;
+the first result says ``created``; PUT events carry no ``type`` (protobuf default),
+DELETE events say ``"type": "DELETE"``; keys and values are base64; revisions strings.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import requests
+
+from testbed.datastore import keys
+from testbed.datastore.base import (
+    DatastoreError,
+    Value,
+    WatchCallback,
+    WatchErrorCallback,
+    WatchEvent,
+    decode_value,
+)
+
+MAX_MESSAGE = 16 * 1024 * 1024  # a stream buffering more than this without a message is broken
+JOIN_TIMEOUT = 5.0
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def decode_event(raw: dict[str, Any]) -> WatchEvent:
+    """One event of a watch response as a WatchEvent (no ``type``: a PUT)."""
+    kv = raw.get("kv", {})
+    key = base64.b64decode(kv.get("key", "")).decode()
+    revision = int(kv.get("mod_revision", 0))
+    if raw.get("type") == "DELETE":
+        return WatchEvent("delete", key, None, revision)
+    value: Value | None
+    try:
+        value = decode_value(key, base64.b64decode(kv.get("value", "")))
+    except DatastoreError:
+        value = None
+    return WatchEvent("put", key, value, revision)
+
+
+def messages(chunks: Iterator[bytes]) -> Iterator[dict[str, Any]]:
+    """JSON objects from a byte stream cut anywhere (with or without newlines between)."""
+    decoder = json.JSONDecoder()
+    text = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    buffer = ""
+    for chunk in chunks:
+        buffer += text.decode(chunk)
+        while True:
+            buffer = buffer.lstrip()
+            if not buffer:
+                break
+            try:
+                message, end = decoder.raw_decode(buffer)
+            except ValueError:
+                if len(buffer) > MAX_MESSAGE:
+                    raise ValueError("no complete JSON message in 16 MiB of stream") from None
+                break  # incomplete: wait for more
+            buffer = buffer[end:]
+            if isinstance(message, dict):
+                yield message
+
+
+def _stream_socket(response: requests.Response) -> socket.socket | None:
+    """The socket under a streamed response (urllib3 2: ``raw.connection.sock``)."""
+    connection = getattr(response.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+class EtcdWatch:
+    """One running watch. ``start()`` returns once etcd confirmed it; ``cancel()`` ends it."""
+
+    def __init__(
+        self,
+        session: requests.Session,
+        url: str,
+        prefix: str,
+        callback: WatchCallback,
+        *,
+        own_session: bool = True,
+        start_revision: int | None = None,
+        on_error: WatchErrorCallback | None = None,
+        timeout: float = 5.0,
+        endpoint: str = "etcd",
+    ) -> None:
+        self._session = session
+        self._own_session = own_session  # closed with the watch
+        self._url = url
+        self._prefix = prefix
+        self._callback = callback
+        self._on_error = on_error
+        self._start_revision = start_revision
+        self._timeout = timeout
+        self._what = f"etcd at {endpoint}: watch {prefix or '(all)'}"
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._response: requests.Response | None = None
+        self._socket: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Callable[[], None]:
+        request: dict[str, Any] = {"key": _b64(self._prefix or "\0"), "range_end": _b64(keys.prefix_end(self._prefix))}
+        if self._start_revision is not None:
+            request["start_revision"] = self._start_revision
+        try:
+            response = self._session.post(
+                self._url, json={"create_request": request}, stream=True, timeout=(self._timeout, self._timeout)
+            )
+            self._response = response
+            self._socket = _stream_socket(response)
+            if response.status_code != 200:
+                raise DatastoreError(f"{self._what}: HTTP {response.status_code} {response.text[:200]}")
+            stream = messages(response.iter_content(chunk_size=None))
+            first = next(stream, None)
+            self._check_created(first)
+            if self._socket is not None:
+                self._socket.settimeout(None)  # a watch may stay quiet for hours
+        except (requests.RequestException, ValueError, OSError) as exc:
+            self.cancel()
+            raise DatastoreError(f"{self._what}: {' '.join(str(exc).split())[:200]}") from exc
+        except DatastoreError:
+            self.cancel()
+            raise
+        self._thread = threading.Thread(
+            target=self._run, args=(stream,), name=f"etcd-watch {self._prefix}", daemon=True
+        )
+        self._thread.start()
+        return self.cancel
+
+    def _check_created(self, first: dict[str, Any] | None) -> None:
+        if first is None:
+            raise DatastoreError(f"{self._what}: stream ended before the watch was created")
+        result = first.get("result")
+        if not isinstance(result, dict) or not result.get("created"):
+            raise DatastoreError(f"{self._what}: not created ({json.dumps(first)[:200]})")
+
+    def _run(self, stream: Iterator[dict[str, Any]]) -> None:
+        error: str
+        try:
+            for message in stream:
+                if self._stopping.is_set():
+                    return
+                problem = self._handle(message)
+                if problem is not None:
+                    error = problem
+                    break
+            else:
+                error = "stream ended"
+        except Exception as exc:  # noqa: BLE001 - any end of the stream is reported once
+            error = " ".join(str(exc).split())[:200] or type(exc).__name__
+        if self._stopping.is_set():
+            return
+        self._shutdown()
+        self._release()
+        if self._on_error is not None:
+            self._on_error(DatastoreError(f"{self._what}: {error}"))
+
+    def _handle(self, message: dict[str, Any]) -> str | None:
+        """Deliver one message's events; a reason when the watch is over."""
+        if "error" in message:
+            return f"etcd error {json.dumps(message['error'])[:200]}"
+        result = message.get("result", {})
+        if result.get("canceled"):
+            compacted = result.get("compact_revision")
+            reason = result.get("cancel_reason") or (f"revision compacted (at {compacted})" if compacted else "")
+            return f"canceled by etcd {reason}".rstrip()
+        for raw in result.get("events", []):
+            if self._stopping.is_set():
+                return None
+            try:
+                self._callback(decode_event(raw))
+            except Exception as exc:  # noqa: BLE001 - ends the watch, reported via on_error
+                return f"callback failed: {exc}"
+        return None
+
+    def _shutdown(self) -> None:
+        """Shut the stream's socket down: wakes the reader blocked in recv(), any family."""
+        with self._lock:
+            sock, self._socket = self._socket, None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed or never connected
+
+    def _release(self) -> None:
+        with self._lock:
+            response, self._response = self._response, None
+        if response is not None:
+            response.close()
+        if self._own_session:
+            self._session.close()
+
+    def cancel(self) -> None:
+        """Stop the watch and wait for its thread (not when called from that thread)."""
+        self._stopping.set()
+        self._shutdown()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(JOIN_TIMEOUT)
+        self._release()

@@ -1,0 +1,135 @@
+"""BGP in a lab: an ExaBGP speaker (with our glue as its API process) in every host netns,
+and optionally BIRD 2 as route reflector in its own netns at 172.18.203.254.
+
+Full mesh by default (every host peers with every other, "node-to-node mesh"); with a
+reflector, hosts peer only with it ("global"), and it keeps next hops, so traffic still
+goes host to host.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from agents.bgp.config import Peer, bird_rr_config, exabgp_config, exabgp_environment
+from testbed import addressing, naming
+from testbed.netns import namespaces, processes
+from testbed.netns.links import PROTO_BIRD, NetnsLinks
+from testbed.runtime import state
+from testbed.runtime.plan import HostPlan, LabPlan
+
+BGP_DIR = "bgp"
+BIRD_SOCKET = "bird.ctl"
+
+
+def exabgp_binary() -> str:
+    """ExaBGP from the same environment as this Python (the project's venv)."""
+    return str(Path(sys.executable).with_name("exabgp"))
+
+
+def peers_of(plan: LabPlan, host: HostPlan) -> list[Peer]:
+    if plan.options.route_reflector:
+        return [Peer(str(addressing.ROUTE_REFLECTOR), "global")]
+    return [Peer(str(h.ip), "mesh") for h in plan.hosts if h.name != host.name]
+
+
+def glue_argv(plan: LabPlan, host: HostPlan, peers: list[Peer]) -> list[str]:
+    argv = [
+        sys.executable, "-m", "agents.bgp.glue",
+        "--lab", plan.lab,
+        "--host", host.name,
+        "--local-ip", str(host.ip),
+        "--etcd", f"{addressing.FABRIC_GATEWAY}:{addressing.ETCD_CLIENT_PORT}",
+        "--hold-time", str(plan.options.bgp_hold_time),
+    ]  # fmt: skip
+    for peer in peers:
+        argv += ["--peer", f"{peer.ip}:{peer.kind}"]
+    return argv
+
+
+def start_speaker(plan: LabPlan, host: HostPlan, lab_state: state.LabState) -> int:
+    """Write the host's exabgp.conf and start ExaBGP in the host netns; returns its PID."""
+    folder = state.folder(plan.lab) / BGP_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    peers = peers_of(plan, host)
+    config = folder / f"exabgp-{host.name}.conf"
+    config.write_text(
+        exabgp_config(
+            str(host.ip), peers, hold_time=plan.options.bgp_hold_time, process_argv=glue_argv(plan, host, peers)
+        )
+    )
+    proc = processes.spawn(
+        host.netns,
+        [exabgp_binary(), str(config)],
+        folder / f"exabgp-{host.name}.log",
+        env=speaker_environment(str(host.ip)),
+    )
+    state.record_process(lab_state, f"bgp {host.name}", host.netns, proc.pid)
+    return proc.pid
+
+
+def speaker_environment(local_ip: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("exabgp_")}
+    env.update(exabgp_environment(local_ip))
+    return env
+
+
+def build_reflector(plan: LabPlan, lab_state: state.LabState) -> None:
+    """The reflector netns: eth0 on the fabric at .254, BIRD 2 reflecting every host."""
+    netns = naming.reflector_netns(plan.lab)
+    port = naming.fabric_port(naming.ROUTE_REFLECTOR)
+    namespaces.create(netns)
+    with NetnsLinks(netns) as rr:
+        rr.set_up("lo")
+        rr.add_veth(naming.HOST_INTERFACE, port, plan.fabric_netns)
+        rr.add_address(naming.HOST_INTERFACE, str(addressing.ROUTE_REFLECTOR), addressing.FABRIC.prefixlen)
+        rr.set_up(naming.HOST_INTERFACE)
+    with NetnsLinks(plan.fabric_netns) as fab:
+        fab.set_master(port, naming.FABRIC_BRIDGE)
+    folder = state.folder(plan.lab) / BGP_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "bird-rr.conf"
+    config.write_text(
+        bird_rr_config(
+            str(addressing.ROUTE_REFLECTOR), [str(h.ip) for h in plan.hosts], hold_time=plan.options.bgp_hold_time
+        )
+    )
+    proc = processes.spawn(
+        netns,
+        ["bird", "-f", "-c", str(config), "-s", str(folder / BIRD_SOCKET)],
+        folder / "bird-rr.log",
+    )
+    state.record_process(lab_state, "bgp rr", netns, proc.pid)
+
+
+def expected_routes(plan: LabPlan, host: HostPlan) -> set[str]:
+    """What BGP must have installed on ``host``: the other hosts' blocks and borrowed /32s."""
+    wanted = {str(b) for h in plan.hosts if h.name != host.name for b in h.blocks}
+    wanted |= {f"{p.ip}/32" for p in plan.pods if p.borrowed and p.host != host.name}
+    return wanted
+
+
+def learned_routes(netns: str) -> set[str]:
+    with NetnsLinks(netns) as links:
+        return {r.dst for r in links.routes(proto=PROTO_BIRD) if r.gateway is not None}
+
+
+def wait_converged(plan: LabPlan, timeout: float) -> float:
+    """Wait until every host has a BGP route for every other host's blocks; seconds waited."""
+    started = time.monotonic()
+    pending = {h.name: expected_routes(plan, h) for h in plan.hosts}
+    while True:
+        for host in plan.hosts:
+            if pending.get(host.name):
+                pending[host.name] -= learned_routes(host.netns)
+        missing = {name: sorted(routes) for name, routes in pending.items() if routes}
+        if not missing:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            detail = "; ".join(f"{name} lacks {', '.join(routes[:3])}" for name, routes in sorted(missing.items()))
+            raise TimeoutError(
+                f"BGP did not converge in {timeout:g} s ({detail}); logs in {state.folder(plan.lab) / BGP_DIR}"
+            )
+        time.sleep(0.05)
