@@ -15,7 +15,7 @@ from testbed.datastore.base import DatastoreError
 from testbed.datastore.etcd import EtcdDatastore
 from testbed.netns import namespaces, processes
 from testbed.netns.links import PROTO_BIRD, NetnsLinks
-from testbed.runtime import build, pods, state
+from testbed.runtime import build, pods, speakers, state
 from testbed.runtime.plan import plan_lab
 from testbed.runtime.teardown import TeardownReport, teardown
 from testbed.model.topology import PodSpec
@@ -286,3 +286,19 @@ def delete_pod(lab: str, target: str) -> None:
         raise LabError(f"pod {target!r}: expected NAMESPACE/POD")
     with datastore(lab) as store:
         pods.delete_pod(lab, namespace, name, store)
+
+
+def start_speaker(lab: str, host: str) -> int:
+    """Start a host's BGP speaker again (after it was stopped); returns its PID."""
+    recorded = state.load(lab)
+    if recorded is None:
+        raise LabError(f"no lab named {lab!r} is up")
+    with datastore(lab) as store:
+        node = store.get(keys.node(host))
+    if node is None:
+        raise LabError(f"host {host!r} not found in lab {lab!r}")
+    current = [p for p in recorded.processes if p.name == f"bgp {host}"]
+    if any(processes.start_time(p.pid) == p.start_time and processes.is_alive(p.pid) for p in current):
+        raise LabError(f"the BGP speaker of {host} is already running")
+    recorded.processes = [p for p in recorded.processes if p.name != f"bgp {host}"]
+    return speakers.spawn_speaker(lab, host, str(records.node_summary(node).ip), recorded)

@@ -60,13 +60,20 @@ def start_speaker(plan: LabPlan, host: HostPlan, lab_state: state.LabState) -> i
             str(host.ip), peers, hold_time=plan.options.bgp_hold_time, process_argv=glue_argv(plan, host, peers)
         )
     )
+    return spawn_speaker(plan.lab, host.name, str(host.ip), lab_state)
+
+
+def spawn_speaker(lab: str, host: str, ip: str, lab_state: state.LabState) -> int:
+    """Start ExaBGP for ``host`` from its config in the state folder; returns its PID."""
+    folder = state.folder(lab) / BGP_DIR
+    config = folder / f"exabgp-{host}.conf"
+    if not config.exists():
+        raise FileNotFoundError(f"host {host} has no BGP speaker config ({config})")
+    netns = naming.host_netns(lab, host)
     proc = processes.spawn(
-        host.netns,
-        [exabgp_binary(), str(config)],
-        folder / f"exabgp-{host.name}.log",
-        env=speaker_environment(str(host.ip)),
+        netns, [exabgp_binary(), str(config)], folder / f"exabgp-{host}.log", env=speaker_environment(ip)
     )
-    state.record_process(lab_state, f"bgp {host.name}", host.netns, proc.pid)
+    state.record_process(lab_state, f"bgp {host}", netns, proc.pid)
     return proc.pid
 
 

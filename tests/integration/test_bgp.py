@@ -46,9 +46,9 @@ def routes_json(lab: str, host: str) -> list[dict]:
     return json.loads(testbed("routes", host, "--lab", lab, "-o", "json").stdout)["routes"]
 
 
-def bgp_json(lab: str, host: str | None = None) -> list[dict]:
+def bgp_json(lab: str, host: str | None = None, check: bool = True) -> list[dict]:
     args = ["bgp", "status", "--lab", lab, "-o", "json"] + (["--host", host] if host else [])
-    return json.loads(testbed(*args).stdout)["hosts"]
+    return json.loads(testbed(*args, check=check).stdout)["hosts"]
 
 
 def bird_routes(lab: str, host: str) -> dict[str, str]:
@@ -187,3 +187,19 @@ def test_pods_added_after_up_are_announced_and_withdrawn(lab_factory: list[str])
     testbed("pod", "delete", "demo/late", "--lab", lab)
     wait_for(lambda: "10.65.0.40/32" not in bird_routes(lab, "host1"), timeout=1.0)
     assert f"{lab}.demo.late" not in lab_netns(lab)
+
+
+def test_a_stopped_speaker_is_withdrawn_and_restored_when_started(lab_factory: list[str]) -> None:
+    from testbed import api
+
+    lab = up(lab_factory, "scale", "--hosts", "3", "--pods-per-host", "1")
+    hosts = {h["name"]: h for h in status_json(lab)["hosts"]}
+    block = hosts["host2"]["blocks"][0]
+    os.kill(speaker_pid(lab, "host2"), signal.SIGTERM)
+    wait_for(lambda: block not in bird_routes(lab, "host1") and block not in bird_routes(lab, "host3"), timeout=9)
+    assert bird_routes(lab, "host2") == {}  # its glue removed what it had learned
+    stopped = testbed("bgp", "status", "--host", "host2", "--lab", lab, check=False)
+    assert stopped.returncode == 1 and "Calico process is not running." in stopped.stdout
+    api.start_speaker(lab, "host2")
+    wait_for(lambda: block in bird_routes(lab, "host1") and block in bird_routes(lab, "host3"), timeout=30)
+    wait_for(lambda: len(bird_routes(lab, "host2")) == 2, timeout=30)
