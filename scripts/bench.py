@@ -1,9 +1,11 @@
 """Benchmark `testbed up` / `testbed down` against a bare `ip netns` baseline from the same run.
 
 Cases are named functions in CASES; each builds and removes labs called bench-<case> and
-returns one Run per repetition. Statistics, linearity, targets and rendering are small
-pure functions (tests/unit/test_bench.py). Progress goes to stderr; with --json, stdout
-holds one JSON object and nothing else. Every report is also saved in bench-results/.
+returns one Run per repetition. The BGP cases (route-latency, bgp-scale, bgp-quick) live
+in bench_bgp.py and return a dict of their own figures instead; they fill the report's
+"bgp" part. Statistics, linearity, targets and rendering are small pure functions
+(tests/unit/test_bench.py, test_bench_bgp.py). Progress goes to stderr; with --json,
+stdout holds one JSON object and nothing else. Every report is also saved in bench-results/.
 """
 
 from __future__ import annotations
@@ -22,18 +24,24 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+if str(Path(__file__).resolve().parent) not in sys.path:  # bench_bgp.py, next to this file
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_bgp  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench-results"
 NETNS_DIR = Path("/run/netns")
 PREFIX = "bench-"
 BASE_NETNS = 20  # namespaces in the baseline; veth pairs join them two by two
-QUICK = ("two-hosts", "pods-10")
+QUICK = ("two-hosts", "pods-10", "bgp-quick")
+SMOKE_ONLY = ("bgp-quick",)  # left out of the default run: route-latency and bgp-scale cover it
 UP_LIMIT_S, DOWN_LIMIT_S, LINEAR_LIMIT = 2.0, 1.0, 1.5  # targets from the issue
 
 
@@ -115,12 +123,13 @@ def lab_runs(case: str, topology: list[str], repeat: int) -> list[Run]:
     return runs
 
 
-CaseFn = Callable[[int], list[Run]]
+CaseFn = Callable[[int], Any]  # list[Run], or a BGP case's dict (bench_bgp)
 CASES: dict[str, CaseFn] = {}
 
 
 def case(name: str) -> Callable[[CaseFn], CaseFn]:
-    """Register a case: a function of the repeat count returning one Run per repetition."""
+    """Register a case: a function of the repeat count returning one Run per repetition
+    (or, for a BGP case, the dict bench_bgp.bgp_section reads)."""
     def register(fn: CaseFn) -> CaseFn:
         assert name not in CASES, f"case {name} registered twice"
         CASES[name] = fn
@@ -141,6 +150,16 @@ def scale_case(pods: int) -> CaseFn:
 
 for _pods in (10, 100, 500):
     case(f"pods-{_pods}")(scale_case(_pods))
+
+# The BGP cases use this module's helpers (timed, testbed, lab_down, BenchError, ...).
+for _name, _fn in (("route-latency", bench_bgp.route_latency), ("bgp-scale", bench_bgp.bgp_scale),
+                   ("bgp-quick", bench_bgp.bgp_quick)):  # fmt: skip
+    case(_name)(partial(_fn, sys.modules[__name__]))
+
+
+def case_labs(name: str) -> list[str]:
+    """The labs a case builds."""
+    return bench_bgp.lab_names(name) or [PREFIX + name]
 
 
 def ip(*args: str) -> float:
@@ -234,10 +253,19 @@ def targets(cases: list[dict[str, Any]], lin: dict[str, Any]) -> list[dict[str, 
     ]
 
 
-def build_report(machine: dict[str, Any], base: dict[str, Any], results: dict[str, list[Run]]) -> dict[str, Any]:
-    cases = [summarize(name, runs, base["netns_add_s"]) for name, runs in results.items()]
+def build_report(machine: dict[str, Any], base: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+    """The report; "bgp" (and its targets) only when a BGP case ran, the up/down targets only
+    when an up/down case ran."""
+    runs = {name: r for name, r in results.items() if isinstance(r, list)}
+    bgp = {name: r for name, r in results.items() if not isinstance(r, list)}
+    cases = [summarize(name, r, base["netns_add_s"]) for name, r in runs.items()]
     lin = linearity(cases)
-    return {"machine": machine, "baseline": base, "cases": cases, "linearity": lin, "targets": targets(cases, lin)}
+    report = {"machine": machine, "baseline": base, "cases": cases, "linearity": lin,
+              "targets": targets(cases, lin) if cases or not bgp else []}
+    if bgp:
+        report["bgp"] = bench_bgp.bgp_section(bgp, base["netns_add_s"])
+        report["targets"] += bench_bgp.bgp_targets(report["bgp"], target)
+    return report
 
 
 def rounded(obj: Any, digits: int = 4) -> Any:
@@ -265,34 +293,51 @@ def render_table(report: dict[str, Any]) -> Table:
 
 
 def verdict(t: dict[str, Any]) -> str:
-    unit = " s" if t["unit"] == "s" else "x"
-    return f"{t['status'].upper():7} {t['target']}: {fmt(t['figure'], '.2f', unit)} (target <= {t['limit']:g}{unit})"
+    unit = {"s": " s", "ms": " ms"}.get(t["unit"], "x")
+    spec = ".0f" if t["unit"] == "ms" else ".2f"
+    return f"{t['status'].upper():7} {t['target']}: {fmt(t['figure'], spec, unit)} (target <= {t['limit']:g}{unit})"
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
     b, lin, m = report["baseline"], report["linearity"], report["machine"]
-    return [
+    head = [
         f"machine: {m['cores']} cores, kernel {m['kernel']}",
         f"baseline: ip netns add {1000 * b['netns_add_s']:.1f} ms, delete {1000 * b['netns_delete_s']:.1f} ms "
         f"(median of {b['namespaces']}); veth pair {1000 * b['veth_s']:.1f} ms (median of {b['veth_pairs']})",
+    ]
+    if "bgp" in report and not report["cases"]:  # BGP cases only: no up/down figures to discuss
+        return head + bench_bgp.summary_lines(report["bgp"]) + [verdict(t) for t in report["targets"]]
+    return head + [
         f"linearity: {fmt(lin['ms_per_pod_100'], '.1f')} ms/pod at 100, {fmt(lin['ms_per_pod_500'], '.1f')} at 500, "
         f"ratio {fmt(lin['ratio_500_to_100'])}; each added pod costs {fmt(lin['marginal_ms_10_to_100'], '.1f')} ms "
         f"from 10 to 100 pods, {fmt(lin['marginal_ms_100_to_500'], '.1f')} ms from 100 to 500",
         f"least squares over {', '.join(lin['fit_cases']) or 'none'}: up = "
         f"{fmt(lin['slope_ms_per_pod'], '.1f')} ms/pod + {fmt(lin['intercept_s'])} s",
-    ] + [verdict(t) for t in report["targets"]]
+    ] + (bench_bgp.summary_lines(report["bgp"]) if "bgp" in report else []) + [verdict(t) for t in report["targets"]]
+
+
+def render(report: dict[str, Any]) -> list[Table]:
+    """The tables of the report: up/down when such cases ran, then the BGP ones."""
+    tables = [render_table(report)] if report["cases"] or "bgp" not in report else []
+    if "bgp" in report and report["bgp"]["route_latency"]:
+        tables.append(bench_bgp.render_latency_table(report["bgp"]))
+    if "bgp" in report and report["bgp"]["scale"]:
+        tables.append(bench_bgp.render_scale_table(report["bgp"]))
+    return tables
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", help=f"comma-separated, from {','.join(CASES)} (default: all)")
+    parser.add_argument("--cases", help=f"comma-separated, from {','.join(CASES)} "
+                        f"(default: all but {','.join(SMOKE_ONLY)})")
     parser.add_argument("--repeat", type=int, help="runs per case (default: 3)")
     parser.add_argument("--json", action="store_true", help="print only the JSON report on stdout")
-    parser.add_argument("--quick", action="store_true", help=f"smoke test: {' and '.join(QUICK)}, one run each")
+    parser.add_argument("--quick", action="store_true", help=f"smoke test: {', '.join(QUICK)}, one run each")
     args = parser.parse_args(argv)
     if args.quick and (args.cases or args.repeat is not None):
         parser.error("--quick picks its own cases and repeat; give --quick or --cases/--repeat")
-    args.cases = list(QUICK) if args.quick else args.cases.split(",") if args.cases else list(CASES)
+    default = [c for c in CASES if c not in SMOKE_ONLY]
+    args.cases = list(QUICK) if args.quick else args.cases.split(",") if args.cases else default
     args.repeat = 1 if args.quick else 3 if args.repeat is None else args.repeat
     if unknown := [c for c in args.cases if c not in CASES]:
         parser.error(f"unknown case {','.join(unknown)}; known: {','.join(CASES)}")
@@ -307,7 +352,7 @@ def preflight(cases: list[str]) -> None:
     if proc.returncode != 0:
         raise BenchError(f"testbed labs failed: {last_line(proc.stderr)}")
     up, present = set(json.loads(proc.stdout)["labs"]), bench_netns()
-    for lab in (PREFIX + name for name in cases):
+    for lab in (lab for name in cases for lab in case_labs(name)):
         if lab in up or any(n.startswith(f"{lab}.") for n in present):
             raise BenchError(f"lab {lab} already exists (remove it first: sudo testbed down {lab})")
     if base := [n for n in present if n.startswith(f"{PREFIX}base-")]:
@@ -330,17 +375,24 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         progress("interrupted (bench labs removed)")
         return 130
-    report = build_report({"cores": os.cpu_count(), "kernel": platform.release()}, base, results)
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"bench-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    try:
+        report = build_report({"cores": os.cpu_count(), "kernel": platform.release()}, base, results)
+    except Exception:  # keep what the labs measured, then show the bug
+        raw = path.with_name(path.stem + "-raw.json")
+        raw.write_text(json.dumps({"baseline": base, "results": results}, default=asdict, indent=2) + "\n")
+        progress(f"error: building the report failed; raw results saved in {raw.relative_to(REPO)}")
+        raise
     path.write_text(json.dumps(rounded(report), indent=2) + "\n")
     if args.json:
         print(json.dumps(rounded(report), indent=2))
     else:
         console = Console(soft_wrap=True)
-        if not console.is_terminal:  # a file or pipe: no 80-column squeeze
-            console.width = 120
-        console.print(render_table(report))
+        if not console.is_terminal:  # a file or pipe: no 80-column squeeze (the BGP tables are wide)
+            console.width = 200
+        for table in render(report):
+            console.print(table)
         for line in summary_lines(report):
             console.print(line, highlight=False)
     progress(f"saved {path.relative_to(REPO)}")

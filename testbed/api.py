@@ -7,6 +7,7 @@ labs exist, which PIDs they started and where their etcd socket is.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from dataclasses import asdict, dataclass, field, replace
 
 from testbed import addressing, naming
@@ -16,7 +17,7 @@ from testbed.datastore.etcd import EtcdDatastore
 from testbed.netns import namespaces, processes
 from testbed.netns.links import PROTO_BIRD, NetnsLinks
 from testbed.runtime import build, pods, speakers, state
-from testbed.runtime.plan import plan_lab
+from testbed.runtime.plan import LabPlan, neighbour_entries, plan_lab
 from testbed.runtime.teardown import TeardownReport, teardown
 from testbed.model.topology import PodSpec
 from testbed.topology import load_topology
@@ -87,6 +88,28 @@ def resolve_lab(explicit: str | None) -> str:
     return up[0]
 
 
+NEIGHBOUR_LIMIT = Path("/proc/sys/net/ipv4/neigh/default/gc_thresh3")
+NEIGHBOUR_SHARE = 0.75  # of the machine-wide table a lab may plan to use
+
+
+def check_neighbour_budget(plan: LabPlan, limit_file: Path = NEIGHBOUR_LIMIT) -> None:
+    """Refuse a lab whose ARP entries would fill the neighbour table all namespaces share."""
+    try:
+        limit = int(limit_file.read_text())
+    except (OSError, ValueError):
+        return
+    needed = neighbour_entries(plan)
+    if needed > NEIGHBOUR_SHARE * limit:
+        hint = " use --route-reflector, or fewer hosts" if not plan.options.route_reflector else " use fewer hosts or pods"
+        raise LabError(
+            f"lab {plan.lab}: {len(plan.hosts)} hosts"
+            + ("" if plan.options.route_reflector else " in a full BGP mesh")
+            + f" need about {needed} ARP entries, but the kernel's neighbour table, shared by every "
+            f"namespace on this machine, holds {limit} (net.ipv4.neigh.default.gc_thresh3) and must keep "
+            f"room for the rest of the machine:{hint}"
+        )
+
+
 def up(
     topology_ref: str,
     *,
@@ -103,6 +126,7 @@ def up(
     lab = name or topology.name
     check_lab_name(lab)
     plan = plan_lab(topology, lab)
+    check_neighbour_budget(plan)
     seconds = build.build_lab(plan, progress or (lambda *_: None))
     result = status(lab)
     result.seconds = round(seconds, 3)

@@ -112,7 +112,12 @@ def exabgp_config(
         "}",
         "",
     ]
-    lines += [f"neighbor {ip} {{ inherit {TEMPLATE_NAME}; }}" for ip in ips]
+    # As Calico's mesh: only the side with the lower address dials, so two speakers
+    # starting together do not open two sessions and drop one (a storm at 16 hosts).
+    kinds = {str(parse_ipv4(p.ip)): p.kind for p in peers}
+    for ip in ips:
+        passive = kinds[ip] == "mesh" and parse_ipv4(ip) > parse_ipv4(rid)
+        lines.append(f"neighbor {ip} {{ inherit {TEMPLATE_NAME}; {'passive true; ' if passive else ''}}}")
     return "\n".join(lines) + "\n"
 
 

@@ -33,6 +33,7 @@ from testbed.datastore.base import Datastore, DatastoreError, WatchEvent
 LINE, CHANGED, EOF, STOP = "line", "changed", "eof", "stop"
 Item = tuple[str, str]
 RESYNC_SECONDS = 30.0
+RETRY_SECONDS = 0.5  # after a failed read of what to announce
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 10.0
 HEALTHY_WATCH = 5.0  # a watch that lived this long resets the backoff
 ETCD_TIMEOUT = 3.0
@@ -104,11 +105,13 @@ def read_lines(stream: BinaryIO, events: queue.SimpleQueue[Item]) -> None:
     events.put((EOF, "stdin closed"))
 
 
-def _guarded(what: str, call: Callable[[], object]) -> None:
+def _guarded(what: str, call: Callable[[], object]) -> object:
+    """The call's result, or None when it raised (logged, never re-raised)."""
     try:
-        call()
+        return call()
     except Exception:  # noqa: BLE001 - a crashed helper loses its learned routes: never crash
         LOG.exception("unexpected error while handling %s", what)
+        return None
 
 
 def loop(
@@ -141,8 +144,9 @@ def loop(
                 return "ExaBGP shuts down"
         _guarded("the BGP status", glue.flush_status)
         if dirty:
-            _guarded("a datastore change", glue.on_datastore_change)
-            next_resync = clock() + resync
+            read = _guarded("a datastore change", glue.on_datastore_change)
+            # etcd did not answer: try again soon, not at the next slow resync.
+            next_resync = clock() + (resync if read else min(resync, RETRY_SECONDS))
 
 
 class _Context(logging.Filter):

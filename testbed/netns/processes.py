@@ -84,6 +84,18 @@ def stop(pids: Iterable[int], timeout: float = 3.0) -> None:
         time.sleep(0.02)
 
 
+def kill(pids: Iterable[int], timeout: float = 2.0) -> None:
+    """SIGKILL each process and wait until it is gone (or a zombie); reap our children."""
+    targets = [p for p in set(pids) if p > 1 and p != os.getpid()]
+    for pid in targets:
+        _signal(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(is_alive(p) for p in targets):
+        _reap(targets)
+        time.sleep(0.01)
+    _reap(targets)
+
+
 def _signal(pid: int, sig: signal.Signals) -> None:
     try:
         os.kill(pid, sig)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from testbed import addressing, naming
 from testbed.datastore import records
+from testbed.datastore.base import Datastore
 from testbed.datastore.etcd import EtcdDatastore
 from testbed.netns import namespaces, processes
 from testbed.netns.links import PROTO_BIRD, NetnsLinks
@@ -122,16 +123,27 @@ def start_pod_program(lab: str, pod: PodPlan, lab_state: state.LabState) -> None
     state.record_process(lab_state, f"pod {pod.key}", pod.netns, proc.pid)
 
 
-def start_bgp(plan: LabPlan, lab_state: state.LabState, progress: Progress) -> None:
-    """Reflector (if asked), a speaker per host, then wait until every host has its routes."""
-    if not plan.options.route_reflector and len(plan.hosts) < 2:
-        return  # a lone host has nobody to talk to
+def runs_bgp(plan: LabPlan) -> bool:
+    return plan.options.route_reflector or len(plan.hosts) > 1  # a lone host has no one to talk to
+
+
+def start_bgp(plan: LabPlan, lab_state: state.LabState) -> None:
+    """The reflector (if asked) and a speaker per host. They start while the pods are built
+    and etcd comes up: each glue waits for etcd and follows its records through a watch."""
+    if not runs_bgp(plan):
+        return
     if plan.options.route_reflector:
         speakers.build_reflector(plan, lab_state)
     for host in plan.hosts:
         speakers.start_speaker(plan, host, lab_state)
+
+
+def wait_bgp(plan: LabPlan, progress: Progress, store: Datastore) -> None:
+    """Until every host has every route and every session is Established."""
+    if not runs_bgp(plan):
+        return
     progress("bgp", 0, 1)
-    speakers.wait_converged(plan, BGP_TIMEOUT_BASE + BGP_TIMEOUT_PER_HOST * len(plan.hosts))
+    speakers.wait_converged(plan, store, BGP_TIMEOUT_BASE + BGP_TIMEOUT_PER_HOST * len(plan.hosts))
     progress("bgp", 1, 1)
 
 
@@ -161,6 +173,7 @@ def _build(plan: LabPlan, lab_state: state.LabState, progress: Progress) -> None
     for i, host in enumerate(plan.hosts, 1):
         build_host(plan, host)
         progress("hosts", i, total_hosts)
+    start_bgp(plan, lab_state)
     with contextlib.ExitStack() as handles:
         hosts = {h.name: handles.enter_context(NetnsLinks(h.netns)) for h in plan.hosts}
         for i, pod in enumerate(plan.pods, 1):
@@ -172,8 +185,8 @@ def _build(plan: LabPlan, lab_state: state.LabState, progress: Progress) -> None
             store, ETCD_START_TIMEOUT, log=etcd_server.log_path(state.folder(plan.lab)), process=etcd
         )
         store.put_many(records.lab_records(plan, lab_state.created))
-    progress("etcd", 1, 1)
-    start_bgp(plan, lab_state, progress)
+        progress("etcd", 1, 1)
+        wait_bgp(plan, progress, store)
     for pod in plan.pods:
         if pod.command:
             start_pod_program(plan.lab, pod, lab_state)

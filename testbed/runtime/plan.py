@@ -137,3 +137,19 @@ def plan_lab(topology: Topology, lab: str) -> LabPlan:
         options=topology.options,
         affinity=tuple(sorted(ipam.affinity.items())),
     )
+
+
+def neighbour_entries(plan: LabPlan) -> int:
+    """About how many ARP entries the lab needs in the kernel's neighbour table.
+
+    That table is one for the whole machine, every namespace included, and the kernel
+    refuses new entries past net.ipv4.neigh.default.gc_thresh3 (1024 by default): then no
+    namespace, the root one included, can reach a new neighbour. Counted: each host's BGP
+    peers and its gateway, the reflector's clients, the fabric's view of the hosts (etcd),
+    and each pod's gateway 169.254.1.1. Pods' own entries on their hosts are permanent and
+    do not count against the limit.
+    """
+    hosts = len(plan.hosts)
+    peers = 1 if plan.options.route_reflector else hosts - 1
+    reflector = hosts if plan.options.route_reflector else 0
+    return hosts * (peers + 1) + reflector + hosts + len(plan.pods)

@@ -17,6 +17,8 @@ from agents.bgp.config import Peer, bird_rr_config, exabgp_config, exabgp_enviro
 from testbed import addressing, naming
 from testbed.netns import namespaces, processes
 from testbed.netns.links import PROTO_BIRD, NetnsLinks
+from testbed.datastore import keys
+from testbed.datastore.base import Datastore
 from testbed.runtime import state
 from testbed.runtime.plan import HostPlan, LabPlan
 
@@ -123,8 +125,21 @@ def learned_routes(netns: str) -> set[str]:
         return {r.dst for r in links.routes(proto=PROTO_BIRD) if r.gateway is not None}
 
 
-def wait_converged(plan: LabPlan, timeout: float) -> float:
-    """Wait until every host has a BGP route for every other host's blocks; seconds waited."""
+def unestablished(plan: LabPlan, store: Datastore) -> dict[str, list[str]]:
+    """Per host, the peers its glue does not (yet) report Established in etcd."""
+    missing = {}
+    for host in plan.hosts:
+        reported = store.get(keys.bgp_status(host.name)) or {}
+        up = {p.get("address") for p in reported.get("peers", []) if p.get("info") == "Established"}
+        lacking = [f"session {p.ip}" for p in peers_of(plan, host) if p.ip not in up]
+        if lacking:
+            missing[host.name] = lacking
+    return missing
+
+
+def wait_converged(plan: LabPlan, store: Datastore, timeout: float) -> float:
+    """Wait until every host has a BGP route for every other host's blocks and reports every
+    session Established (what `bgp status` shows); seconds waited."""
     started = time.monotonic()
     pending = {h.name: expected_routes(plan, h) for h in plan.hosts}
     while True:
@@ -133,9 +148,14 @@ def wait_converged(plan: LabPlan, timeout: float) -> float:
                 pending[host.name] -= learned_routes(host.netns)
         missing = {name: sorted(routes) for name, routes in pending.items() if routes}
         if not missing:
+            missing = unestablished(plan, store)
+        if not missing:
             return time.monotonic() - started
         if time.monotonic() - started > timeout:
-            detail = "; ".join(f"{name} lacks {', '.join(routes[:3])}" for name, routes in sorted(missing.items()))
+            lacking = sorted(missing.items())
+            detail = "; ".join(f"{name} lacks {', '.join(routes[:3])}" for name, routes in lacking[:3])
+            if len(lacking) > 3:
+                detail += f"; and {len(lacking) - 3} more hosts"
             raise TimeoutError(
                 f"BGP did not converge in {timeout:g} s ({detail}); logs in {state.folder(plan.lab) / BGP_DIR}"
             )

@@ -51,7 +51,7 @@ def teardown(lab: str) -> TeardownReport:
     pids = set(_recorded_pids(lab))
     for found in namespaces.pids_by_netns(names).values():
         pids.update(found)
-    processes.stop(pids)
+    processes.kill(pids)  # the lab is going away: nothing to shut down gracefully
     # Workloads first, then hosts, then the fabric: the order they were built in, reversed.
     for name in sorted(names, key=lambda n: (-n.count("."), n)):
         namespaces.remove(name)

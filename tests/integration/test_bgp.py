@@ -203,3 +203,13 @@ def test_a_stopped_speaker_is_withdrawn_and_restored_when_started(lab_factory: l
     api.start_speaker(lab, "host2")
     wait_for(lambda: block in bird_routes(lab, "host1") and block in bird_routes(lab, "host3"), timeout=30)
     wait_for(lambda: len(bird_routes(lab, "host2")) == 2, timeout=30)
+
+
+def test_a_mesh_too_big_for_the_neighbour_table_is_refused_before_anything_exists(root_before: RootSnapshot) -> None:
+    lab = unique("bgpbig")
+    proc = testbed("up", "scale", "--hosts", "40", "--pods-per-host", "0", "--name", lab, check=False)
+    assert proc.returncode == 1
+    assert "ARP entries" in proc.stderr and "--route-reflector" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert lab_netns(lab) == []
+    assert RootSnapshot.take() == root_before

@@ -119,3 +119,14 @@ def test_protocol_names_round_trip() -> None:
     assert parse_protocol_name("Node_10_0_0_1") == ("10.0.0.1", "node specific")
     assert parse_protocol_name("device1") is None
     assert parse_protocol_name("Mesh_") is None
+
+
+def test_only_the_lower_address_dials_in_a_mesh() -> None:
+    text = exabgp_config(
+        "172.18.203.12",
+        [Peer("172.18.203.11"), Peer("172.18.203.13"), Peer("172.18.203.254", "global")],
+        process_argv=["glue"],
+    )
+    assert "neighbor 172.18.203.11 { inherit calico; }" in text
+    assert "neighbor 172.18.203.13 { inherit calico; passive true; }" in text
+    assert "neighbor 172.18.203.254 { inherit calico; }" in text

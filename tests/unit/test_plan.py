@@ -107,3 +107,27 @@ def test_fabric_port_names_fit_the_kernel_limit() -> None:
 
 def test_workload_endpoint_names_double_dashes() -> None:
     assert naming.workload_endpoint_name("host-1", "demo", "pod-a") == "host--1-k8s-pod--a-eth0"
+
+
+def test_neighbour_entries_grow_quadratically_in_a_mesh_and_linearly_with_a_reflector() -> None:
+    from dataclasses import replace
+
+    from testbed.runtime.plan import neighbour_entries
+
+    hosts = [HostSpec(f"h{i}") for i in range(30)]
+    mesh = topo(hosts, [PodSpec("p", "demo")])
+    assert neighbour_entries(plan_lab(mesh, "l")) == 30 * 30 + 30 + 1
+    reflected = replace(mesh, options=replace(mesh.options, route_reflector=True))
+    assert neighbour_entries(plan_lab(reflected, "l")) == 30 * 2 + 30 + 30 + 1
+
+
+def test_a_lab_that_would_fill_the_shared_neighbour_table_is_refused(tmp_path) -> None:
+    from testbed.api import LabError, check_neighbour_budget
+
+    limit = tmp_path / "gc_thresh3"
+    limit.write_text("1024\n")
+    small = plan_lab(topo([HostSpec(f"h{i}") for i in range(4)], []), "l")
+    check_neighbour_budget(small, limit)
+    big = plan_lab(topo([HostSpec(f"h{i}") for i in range(30)], []), "big")
+    with pytest.raises(LabError, match=r"lab big: 30 hosts in a full BGP mesh need about 930 ARP entries.*--route-reflector"):
+        check_neighbour_budget(big, limit)
