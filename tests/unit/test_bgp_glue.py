@@ -387,3 +387,12 @@ def test_arguments() -> None:
     assert args.etcd == ("172.18.203.1", 2379) and args.hold_time == 9
     with pytest.raises(SystemExit):
         runner.parse_args(["--lab", "l", "--host", "h", "--local-ip", H1, "--etcd", "x", "--peer", f"{H2}:ibgp"])
+
+
+def test_the_glue_refuses_to_run_outside_its_host_netns() -> None:
+    # Here (the test's own namespace) it must stop before opening etcd or netlink:
+    # from the machine's namespace, 172.18.203.1 would be an address out on the network.
+    from agents.bgp import runner
+
+    args = ["--lab", "nolab", "--host", "nohost", "--local-ip", "172.18.203.11", "--etcd", "172.18.203.1:2379"]
+    assert runner.main(args) == 2
