@@ -30,6 +30,11 @@ def testbed(*args: str, input: str | None = None, timeout: float = 120, check: b
     return proc
 
 
+def unique(prefix: str) -> str:
+    """A lab name no other test run uses at the same time."""
+    return f"{prefix}-{os.getpid() % 100000}"
+
+
 def status_json(lab: str) -> dict:
     return json.loads(testbed("status", lab, "-o", "json").stdout)
 

@@ -11,18 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.labs import RootSnapshot, in_netns, lab_netns, status_json, testbed
+from tests.integration.labs import unique, RootSnapshot, in_netns, lab_netns, status_json, testbed
 
 pytestmark = pytest.mark.root
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{os.getpid() % 100000}"
-
-
-@pytest.fixture
-def root_before() -> RootSnapshot:
-    return RootSnapshot.take()
 
 
 @pytest.fixture

@@ -16,21 +16,12 @@ from pathlib import Path
 import pytest
 
 from testbed.netns.processes import is_alive
-from tests.integration.labs import REPO, RootSnapshot, in_netns, lab_netns, status_json, testbed
+from tests.integration.labs import unique, REPO, RootSnapshot, in_netns, lab_netns, status_json, testbed
 
 pytestmark = pytest.mark.root
 
 FABRIC = ipaddress.ip_network("172.18.203.0/24")
 POOL = ipaddress.ip_network("10.65.0.0/16")
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{os.getpid() % 100000}"
-
-
-@pytest.fixture
-def root_before() -> RootSnapshot:
-    return RootSnapshot.take()
 
 
 @pytest.fixture
