@@ -1,0 +1,1 @@
+"""The Felix-like policy agent: one per host netns; Kubernetes NetworkPolicy -> iptables + ipsets."""

@@ -1,0 +1,1 @@
+"""Pure renderers: (endpoints, namespaces, policies) of one host -> desired chains and ipsets."""
