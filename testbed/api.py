@@ -7,10 +7,12 @@ labs exist, which PIDs they started and where their etcd socket is.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from dataclasses import asdict, dataclass, field, replace
 
-from testbed import addressing, naming
+from testbed import addressing, images, naming
+from testbed import matrix as reach
 from testbed.datastore import keys, records
 from testbed.datastore.base import DatastoreError
 from testbed.datastore.etcd import EtcdDatastore
@@ -125,6 +127,11 @@ def up(
         topology = replace(topology, options=replace(topology.options, route_reflector=True))
     lab = name or topology.name
     check_lab_name(lab)
+    for pod in topology.pods:
+        try:
+            images.lookup(pod.image)
+        except images.UnknownImage as exc:
+            raise LabError(f"{topology.source}: pod {pod.key}: {exc}") from None
     plan = plan_lab(topology, lab)
     check_neighbour_budget(plan)
     seconds = build.build_lab(plan, progress or (lambda *_: None))
@@ -326,3 +333,14 @@ def start_speaker(lab: str, host: str) -> int:
         raise LabError(f"the BGP speaker of {host} is already running")
     recorded.processes = [p for p in recorded.processes if p.name != f"bgp {host}"]
     return speakers.spawn_speaker(lab, host, str(records.node_summary(node).ip), recorded)
+
+
+def matrix(lab: str, port: int, protocol: str = "tcp", namespaces: Sequence[str] = ()) -> reach.Matrix:
+    """Measure which pods reach which on port/protocol (all pods, or those of ``namespaces``)."""
+    current = status(lab)
+    chosen = [p for p in current.pods if not namespaces or p.namespace in namespaces]
+    if not chosen:
+        raise LabError(f"no pods in lab {lab!r}" + (f" in namespaces {', '.join(namespaces)}" if namespaces else ""))
+    chosen.sort(key=lambda p: (p.namespace, p.name))
+    refs = [reach.PodRef(f"{p.namespace}/{p.name}", p.ip, p.netns) for p in chosen]
+    return reach.measure(refs, port, protocol)

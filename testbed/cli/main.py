@@ -14,6 +14,7 @@ import click
 from testbed import __version__, api
 from testbed.addressing import AddressError
 from testbed.cli import output
+from testbed.matrix import render as render_matrix
 from testbed.datastore.base import DatastoreError
 from testbed.runtime.etcd_server import EtcdStartError
 from testbed.runtime.pods import PodError
@@ -209,6 +210,32 @@ def bgp_status(host: str | None, lab: str | None, fmt: str) -> None:
         output.bgp_tables(statuses, several=host is None)
     if not all(s.running for s in statuses):
         sys.exit(1)
+
+
+@cli.command()
+@lab_option
+@click.option("--port", type=click.IntRange(1, 65535), required=True, help="Destination port.")
+@click.option("--protocol", type=click.Choice(["tcp", "udp"]), default="tcp", show_default=True)
+@click.option("-n", "--namespace", "namespaces", multiple=True, metavar="NS", help="Only these namespaces (repeatable).")
+@click.option("-A", "--all-namespaces", is_flag=True, help="Every namespace (the default).")
+@output_option
+@fails_cleanly
+def matrix(
+    lab: str | None, port: int, protocol: str, namespaces: tuple[str, ...], all_namespaces: bool, fmt: str
+) -> None:
+    """Measure real reachability from every pod to every pod: real connections from inside
+    each pod's netns, in parallel, 1 s timeout. Rows are sources: '.' allowed, 'X' denied.
+
+    \b
+    Example:
+      sudo testbed matrix --port 80 -n x -n y
+    """
+    needs_root("matrix")
+    result = api.matrix(api.resolve_lab(lab), port, protocol, () if all_namespaces else namespaces)
+    if fmt == "json":
+        output.print_json(result.to_json())
+    else:
+        click.echo(render_matrix(result))
 
 
 @cli.group()

@@ -4,6 +4,8 @@ with one clear line naming the object and the field when a value lacks one.
 
 from __future__ import annotations
 
+from testbed.model.policy import NamedPort
+
 from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -24,6 +26,7 @@ class EndpointInfo:
     ip: IPv4Address
     interface: str
     labels: tuple[tuple[str, str], ...]  # sorted by key
+    ports: tuple[NamedPort, ...] = ()  # named ports copied from the pod
 
     @property
     def label_dict(self) -> dict[str, str]:
@@ -66,6 +69,10 @@ def endpoint_summary(wep: Mapping[str, Any]) -> EndpointInfo:
         ip=_address(networks[0], what, "spec.ipNetworks"),
         interface=str(_field(wep, what, "spec.interfaceName")),
         labels=tuple(sorted((str(k), str(v)) for k, v in dict(labels).items())),
+        ports=tuple(
+            NamedPort(name=str(p["name"]), protocol=str(p.get("protocol", "TCP")), port=int(p["port"]))  # type: ignore[arg-type]
+            for p in wep.get("spec", {}).get("ports", [])
+        ),
     )
 
 

@@ -156,6 +156,9 @@ def workload_endpoint_record(lab: str, pod: PodPlan, created: float, mac: str | 
     }
     if mac is not None:
         spec["mac"] = mac
+    named = [p for p in pod.ports if p.name]
+    if named:  # Calico copies named container ports onto the endpoint (for named-port rules)
+        spec["ports"] = [{"name": p.name, "protocol": p.protocol, "port": p.port} for p in named]
     metadata = _metadata(lab, "WorkloadEndpoint", name, created, namespace=pod.namespace)
     metadata["labels"] = endpoint_labels(pod)
     return {"apiVersion": CALICO_API, "kind": "WorkloadEndpoint", "metadata": metadata, "spec": spec}
@@ -190,6 +193,11 @@ def k8s_pod_record(lab: str, pod: PodPlan, host_ip: IPv4Address, created: float)
     container: Record = {"name": container_name(pod.image), "image": pod.image}
     if pod.command:
         container["command"] = list(pod.command)
+    if pod.ports:
+        container["ports"] = [
+            {**({"name": p.name} if p.name else {}), "containerPort": p.port, "protocol": p.protocol}
+            for p in pod.ports
+        ]
     metadata = _metadata(lab, "Pod", pod.name, created, namespace=pod.namespace)
     if pod.labels:
         metadata["labels"] = dict(pod.labels)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from testbed.model.policy import NamedPort
+
 
 @dataclass(frozen=True)
 class HostSpec:
@@ -34,6 +36,7 @@ class PodSpec:
     image: str = "busybox"
     command: tuple[str, ...] = ()  # empty = the image's default (none yet: the pod idles)
     ip: str | None = None  # pinned pod address inside 10.65.0.0/16
+    ports: tuple[NamedPort, ...] = ()  # named container ports (NetworkPolicy may name them)
 
     @property
     def label_dict(self) -> dict[str, str]:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from testbed import addressing, naming
+from testbed import addressing, images, naming
 from testbed.datastore import records
 from testbed.datastore.base import Datastore
 from testbed.datastore.etcd import EtcdDatastore
@@ -118,8 +118,12 @@ def start_etcd(plan: LabPlan, lab_state: state.LabState) -> subprocess.Popen[byt
 
 
 def start_pod_program(lab: str, pod: PodPlan, lab_state: state.LabState) -> None:
+    """The pod's command, else its image's default program (nothing for an idle image)."""
+    argv = images.argv_for(pod.image, pod.command, pod.namespace, pod.name)
+    if not argv:
+        return
     log = state.folder(lab) / "logs" / f"{pod.namespace}.{pod.name}.log"
-    proc = processes.spawn(pod.netns, pod.command, log)
+    proc = processes.spawn(pod.netns, argv, log)
     state.record_process(lab_state, f"pod {pod.key}", pod.netns, proc.pid)
 
 
@@ -188,7 +192,6 @@ def _build(plan: LabPlan, lab_state: state.LabState, progress: Progress) -> None
         progress("etcd", 1, 1)
         wait_bgp(plan, progress, store)
     for pod in plan.pods:
-        if pod.command:
-            start_pod_program(plan.lab, pod, lab_state)
+        start_pod_program(plan.lab, pod, lab_state)
     lab_state.phase = "up"
     state.save(lab_state)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from testbed import addressing, naming
+from testbed.model.policy import NamedPort
 from testbed.model.topology import LabOptions, PodSpec, Topology
 
 
@@ -33,6 +34,7 @@ class PodPlan:
     labels: tuple[tuple[str, str], ...]
     image: str
     command: tuple[str, ...]
+    ports: tuple[NamedPort, ...] = ()
 
     @property
     def key(self) -> str:
@@ -123,6 +125,7 @@ def plan_lab(topology: Topology, lab: str) -> LabPlan:
             labels=pod.labels,
             image=pod.image,
             command=pod.command,
+            ports=pod.ports,
         )
         for pod, host in placed
     )

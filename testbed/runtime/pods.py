@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from testbed import addressing, naming
+from testbed import addressing, images, naming
 from testbed.datastore import blocks, keys, records
 from testbed.datastore.base import Datastore
 from testbed.model.topology import PodSpec
@@ -66,6 +66,10 @@ def _choose_host(store: Datastore, spec: PodSpec, hosts: dict[str, IPv4Address])
 def add_pod(lab: str, spec: PodSpec, store: Datastore) -> PodPlan:
     """Create one pod in a running lab; returns where it went and its address."""
     created = time.time()
+    try:
+        images.lookup(spec.image)
+    except images.UnknownImage as exc:
+        raise PodError(f"pod {spec.key}: {exc}") from None
     with ipam_lock(lab):
         if store.get(keys.pod(spec.namespace, spec.name)) is not None:
             raise PodError(f"pod {spec.key} already exists in lab {lab!r}")
@@ -92,6 +96,7 @@ def add_pod(lab: str, spec: PodSpec, store: Datastore) -> PodPlan:
             labels=spec.labels,
             image=spec.image,
             command=spec.command,
+            ports=spec.ports,
         )
         new_blocks = {b: h for b, h in ipam.affinity.items() if b not in before}
         host_netns = naming.host_netns(lab, host)
@@ -101,10 +106,9 @@ def add_pod(lab: str, spec: PodSpec, store: Datastore) -> PodPlan:
             build.build_pod(pod, links)
         values = _pod_values(lab, pod, hosts[host], created, store, block_values, new_blocks)
         store.put_many(values)
-    if pod.command:
-        lab_state = state.load(lab)
-        if lab_state is not None:
-            build.start_pod_program(lab, pod, lab_state)
+    lab_state = state.load(lab)
+    if lab_state is not None:
+        build.start_pod_program(lab, pod, lab_state)
     return pod
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed import addressing
+from testbed.model.policy import NamedPort
 from testbed.model.topology import HostSpec, LabOptions, NamespaceSpec, PodSpec, Topology
 from testbed.topology.errors import Problem, raise_for_problems
 from testbed.topology.validate import DEFAULT_NAMESPACE, check_pods, check_topology
@@ -81,6 +82,10 @@ def _pod(entry: dict[str, Any]) -> PodSpec:
         image=entry.get("image", DEFAULT_IMAGE),
         command=_command(entry.get("command")),
         ip=_normal_ip(entry.get("ip")),
+        ports=tuple(
+            NamedPort(name=p.get("name", ""), protocol=p.get("protocol", "TCP"), port=p["containerPort"])
+            for p in entry.get("ports") or ()
+        ),
     )
 
 

@@ -227,6 +227,7 @@ def check_pods(pods: list[Any], host_names: list[str] | None, problems: list[Pro
                 problems.append(
                     Problem(("pods", i, "command"), f"cannot split {show(command)}: {exc}")
                 )
+        _check_ports(pod.get("ports"), ("pods", i, "ports"), problems)
         ip, problem = _parse_ip(pod.get("ip"), addressing.POOL, "pod pool")
         if problem:
             problems.append(Problem(("pods", i, "ip"), problem))
@@ -237,6 +238,27 @@ def check_pods(pods: list[Any], host_names: list[str] | None, problems: list[Pro
                 )
             else:
                 pinned[ip] = key
+
+
+def _check_ports(ports: object, path: FieldPath, problems: list[Problem]) -> None:
+    """Port names unique within the pod, and each (protocol, port) listed once."""
+    if not isinstance(ports, list):
+        return
+    names: set[str] = set()
+    numbers: set[tuple[str, int]] = set()
+    for j, port in enumerate(ports):
+        if not isinstance(port, dict):
+            continue
+        name = port.get("name")
+        if isinstance(name, str):
+            if name in names:
+                problems.append(Problem((*path, j, "name"), f"duplicate port name {name!r}"))
+            names.add(name)
+        number, protocol = port.get("containerPort"), port.get("protocol", "TCP")
+        if isinstance(number, int) and isinstance(protocol, str):
+            if (protocol, number) in numbers:
+                problems.append(Problem((*path, j, "containerPort"), f"duplicate port {number}/{protocol}"))
+            numbers.add((protocol, number))
 
 
 def _fabric_capacity_problems(hosts: list[Any]) -> list[Problem]:

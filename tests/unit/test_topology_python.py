@@ -133,7 +133,7 @@ def test_unknown_pod_field_on_a_host(tmp_path: Path) -> None:
     )
     assert error_lines(ref) == [
         f"{ref}: hosts[0].pods[0]: unknown field 'node' "
-        "(allowed: name, namespace, labels, host, image, command, ip)"
+        "(allowed: name, namespace, labels, host, image, command, ip, ports)"
     ]
 
 

@@ -87,7 +87,7 @@ def test_unknown_host_field() -> None:
 def test_unknown_pod_field() -> None:
     assert only_problem(with_pods({"name": "p", "node": "host1"})) == (
         f"{SOURCE}: pods[0]: unknown field 'node' "
-        "(allowed: name, namespace, labels, host, image, command, ip)"
+        "(allowed: name, namespace, labels, host, image, command, ip, ports)"
     )
 
 

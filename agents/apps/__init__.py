@@ -1,0 +1,1 @@
+"""Programs the built-in images run inside pods (servers, probes)."""
