@@ -1,0 +1,260 @@
+"""Reconcile one iptables table (legacy backend) with the desired chains and hook jumps.
+
+No memory between applies: every `apply()` reads the table back with
+``iptables-legacy-save -t TABLE`` and decides what is ours from names and comments alone.
+
+* Ours are the chains whose name starts with the prefix (``cali-``) and, in kernel chains
+  (INPUT, FORWARD, ...), the rules that carry a ``cali:<id>`` comment or jump to one of
+  our chains.
+* Every rule we write carries ``-m comment --comment "cali:<id>"``: id = the first 16
+  characters of base64url(SHA-224(chain name + previous rule's id + rule text)), chained
+  so that a rule's id depends on its position and on every rule before it (Felix's style).
+  A chain is in sync when the ids read back equal the desired ids, in order. A rule
+  deleted, inserted or re-written without our comment changes the list, so the chain is
+  rewritten on the next apply. Unchanged chains are not touched and keep their counters.
+
+One ``iptables-legacy-restore --noflush --wait`` per table and apply, atomic at COMMIT, in
+this order: declare (= create or flush) new and changed chains; delete our misplaced or
+stale hook rules; append the chains' rules; insert the hooks at the top of their kernel
+chains; flush, then delete, stale chains (nothing references them any more by then).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from agents.felix.apply.runner import CommandError, Runner, first_lines
+from agents.felix.render.rules import Chain, Rule
+
+log = logging.getLogger(__name__)
+
+SAVE = "iptables-legacy-save"
+RESTORE = "iptables-legacy-restore"
+ID_PREFIX = "cali:"
+ID_LENGTH = 16
+MAX_CHAIN = 28
+MAX_COMMENT = 256
+
+_ID_RE = re.compile(r'--comment "?' + re.escape(ID_PREFIX) + r'([A-Za-z0-9_-]+)"?')
+_TARGET_RE = re.compile(r"(?:^|\s)-[jg]\s+(\S+)")
+
+
+class RestoreError(RuntimeError):
+    """iptables-legacy-restore refused the transaction; the table is as it was."""
+
+    def __init__(self, table: str, error: CommandError, restore_text: str) -> None:
+        self.table = table
+        self.stderr = error.stderr
+        self.restore_text = restore_text
+        super().__init__(f"iptables-legacy-restore failed for table {table}: {first_lines(error.stderr, 4)}")
+
+
+# --- ids and rendering (pure) ------------------------------------------------------------
+
+
+def rule_text(rule: Rule) -> str:
+    """The rule as written after our id comment: human comment, match, action."""
+    parts = []
+    if rule.comment:
+        parts.append(f'-m comment --comment "{_clean_comment(rule.comment)}"')
+    if rule.match:
+        parts.append(rule.match)
+    if rule.action:
+        parts.append(rule.action)
+    return " ".join(parts)
+
+
+def rule_ids(chain_name: str, rules: Sequence[Rule]) -> list[str]:
+    """Chained ids: base64url(SHA-224(chain name + previous id + rule text))[:16]."""
+    ids: list[str] = []
+    previous = ""
+    for rule in rules:
+        digest = hashlib.sha224((chain_name + previous + rule_text(rule)).encode()).digest()
+        previous = base64.urlsafe_b64encode(digest).decode()[:ID_LENGTH]
+        ids.append(previous)
+    return ids
+
+
+def rule_line(head: str, rule_id: str, rule: Rule) -> str:
+    """``head`` (``-A chain`` or ``-I chain N``), our id comment, then the rule."""
+    body = rule_text(rule)
+    line = f'{head} -m comment --comment "{ID_PREFIX}{rule_id}"'
+    return f"{line} {body}" if body else line
+
+
+def _clean_comment(text: str) -> str:
+    # iptables-restore has no reliable escape for quotes inside a quoted argument.
+    return text.replace("\\", "/").replace('"', "'").replace("\n", " ")[: MAX_COMMENT - 1]
+
+
+# --- reading back ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SavedRule:
+    line: str
+    rule_id: str | None
+    target: str | None
+
+
+@dataclass
+class ActualTable:
+    """One table as iptables-save shows it: chain names with policy, and their rules."""
+
+    policies: dict[str, str] = field(default_factory=dict)  # chain -> "ACCEPT", "-", ...
+    rules: dict[str, list[SavedRule]] = field(default_factory=dict)
+
+    def is_builtin(self, chain: str) -> bool:
+        return self.policies.get(chain, "-") != "-"
+
+
+def parse_save(text: str, table: str) -> ActualTable:
+    actual = ActualTable()
+    in_table = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("*"):
+            in_table = line[1:] == table
+            continue
+        if not in_table:
+            continue
+        if line == "COMMIT":
+            in_table = False
+        elif line.startswith(":"):
+            name, policy = (line[1:].split() + ["-"])[:2]
+            actual.policies[name] = policy
+            actual.rules.setdefault(name, [])
+        elif line.startswith("-A "):
+            chain = line.split()[1]
+            match = _ID_RE.search(line)
+            target = _TARGET_RE.search(line)
+            actual.rules.setdefault(chain, []).append(
+                SavedRule(line, match.group(1) if match else None, target.group(1) if target else None)
+            )
+    return actual
+
+
+# --- the reconciler ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApplyReport:
+    table: str
+    chains_written: tuple[str, ...] = ()
+    chains_deleted: tuple[str, ...] = ()
+    hooks_inserted: int = 0
+    hooks_deleted: int = 0
+    restore_lines: int = 0  # lines sent to iptables-legacy-restore; 0 = nothing written
+    seconds: float = 0.0
+
+    @property
+    def wrote(self) -> bool:
+        return self.restore_lines > 0
+
+
+class IptablesTable:
+    """Desired state for one table; `apply()` makes the kernel match it."""
+
+    def __init__(self, table: str, runner: Runner, prefix: str = "cali-") -> None:
+        self.table = table
+        self.runner = runner
+        self.prefix = prefix
+        self._chains: dict[str, Chain] | None = None
+        self._hooks: dict[str, list[Rule]] = {}
+
+    def desired(self, chains: Sequence[Chain], hooks: Sequence[tuple[str, Rule]]) -> None:
+        """Replace the desired state. Cheap: no kernel I/O. Raises ValueError on bad names."""
+        by_name: dict[str, Chain] = {}
+        for chain in chains:
+            if not chain.name.startswith(self.prefix):
+                raise ValueError(f"chain {chain.name!r}: name must start with {self.prefix!r}")
+            if len(chain.name) > MAX_CHAIN:
+                raise ValueError(f"chain {chain.name!r}: name is longer than {MAX_CHAIN} characters")
+            if chain.name in by_name:
+                raise ValueError(f"chain {chain.name!r}: given twice")
+            by_name[chain.name] = chain
+        hook_map: dict[str, list[Rule]] = {}
+        for kernel_chain, rule in hooks:
+            if kernel_chain.startswith(self.prefix):
+                raise ValueError(f"hook into {kernel_chain!r}: hooks go into kernel chains")
+            hook_map.setdefault(kernel_chain, []).append(rule)
+        self._chains = by_name
+        self._hooks = hook_map
+
+    def plan(self, saved: str) -> tuple[str, ApplyReport]:
+        """Pure: the restore text (empty when in sync) and the report, from iptables-save text."""
+        if self._chains is None:
+            raise RuntimeError(f"table {self.table}: apply() before desired(): refusing to sweep")
+        actual = parse_save(saved, self.table)
+        ours_actual = {name for name in actual.policies if name.startswith(self.prefix)}
+
+        dirty: list[tuple[Chain, list[str]]] = []
+        for chain in self._chains.values():
+            ids = rule_ids(chain.name, chain.rules)
+            if chain.name not in actual.policies or [r.rule_id for r in actual.rules[chain.name]] != ids:
+                dirty.append((chain, ids))
+        stale = sorted(ours_actual - set(self._chains))
+
+        deletes: list[str] = []
+        inserts: list[str] = []
+        kernel_chains = sorted(set(self._hooks) | {c for c in actual.policies if actual.is_builtin(c)})
+        for kc in kernel_chains:
+            want = self._hooks.get(kc, [])
+            want_ids = rule_ids(kc, want)
+            have = actual.rules.get(kc, [])
+            ours = [i for i, r in enumerate(have) if self._owns_kernel_rule(r)]
+            in_place = [r.rule_id for r in have[: len(want)]] == want_ids and ours == list(range(len(want)))
+            if in_place:
+                continue
+            deletes += [f"-D {kc} {i + 1}" for i in reversed(ours)]
+            inserts += [rule_line(f"-I {kc} {n + 1}", rid, rule) for n, (rid, rule) in enumerate(zip(want_ids, want))]
+
+        lines: list[str] = [f":{chain.name} - -" for chain, _ in dirty]
+        lines += deletes
+        for chain, ids in dirty:
+            lines += [rule_line(f"-A {chain.name}", rid, rule) for rid, rule in zip(ids, chain.rules)]
+        lines += inserts
+        lines += [f"-F {name}" for name in stale]
+        lines += [f"-X {name}" for name in stale]
+
+        report = ApplyReport(
+            table=self.table,
+            chains_written=tuple(chain.name for chain, _ in dirty),
+            chains_deleted=tuple(stale),
+            hooks_inserted=len(inserts),
+            hooks_deleted=len(deletes),
+            restore_lines=len(lines) + 2 if lines else 0,
+        )
+        if not lines:
+            return "", report
+        return "\n".join([f"*{self.table}", *lines, "COMMIT", ""]), report
+
+    def apply(self) -> ApplyReport:
+        """Read back, diff, and write one restore transaction if anything differs."""
+        start = time.perf_counter()
+        saved = self.runner.run([SAVE, "-t", self.table])
+        text, report = self.plan(saved)
+        if text:
+            try:
+                self.runner.run([RESTORE, "--noflush", "--wait"], input=text)
+            except CommandError as exc:
+                raise RestoreError(self.table, exc, text) from exc
+            log.info(
+                "table %s: wrote %d chains, deleted %d, hooks +%d -%d",
+                self.table, len(report.chains_written), len(report.chains_deleted),
+                report.hooks_inserted, report.hooks_deleted,
+            )
+            log.debug("table %s restore:\n%s", self.table, text)
+        return replace(report, seconds=time.perf_counter() - start)
+
+    def _owns_kernel_rule(self, rule: SavedRule) -> bool:
+        return rule.rule_id is not None or (rule.target or "").startswith(self.prefix)
+
