@@ -14,6 +14,7 @@ import click
 from testbed import __version__, api
 from testbed.addressing import AddressError
 from testbed.cli import output
+from testbed.cli.kubectl import kubectl
 from testbed.matrix import render as render_matrix
 from testbed.datastore.base import DatastoreError
 from testbed.runtime.etcd_server import EtcdStartError
@@ -356,6 +357,9 @@ def exec(lab: str | None, host: str | None, interactive: bool, tty: bool, target
         argv = argv[1:] or ["/bin/sh"]
     sys.stdout.flush()
     os.execvp("ip", ["ip", "netns", "exec", netns, *argv])
+
+
+cli.add_command(kubectl)
 
 
 def main() -> None:
