@@ -11,16 +11,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from dataclasses import asdict, dataclass, field, replace
 
-from testbed import addressing, images, naming
+from testbed import addressing, images, naming, oracle
 from testbed import matrix as reach
 from testbed.datastore import keys, records
 from testbed.datastore.base import DatastoreError
 from testbed.datastore.etcd import EtcdDatastore
 from testbed.netns import namespaces, processes
 from testbed.netns.links import PROTO_BIRD, NetnsLinks
-from testbed.runtime import build, pods, speakers, state
+from testbed.runtime import build, pods, policy_agents, speakers, state
 from testbed.runtime.plan import LabPlan, neighbour_entries, plan_lab
 from testbed.runtime.teardown import TeardownReport, teardown
+from testbed.kube.view import read_view
 from testbed.model.topology import PodSpec
 from testbed.topology import load_topology
 
@@ -308,6 +309,7 @@ def add_pod(lab: str, spec: PodSpec) -> PodStatus:
     """Create a pod in a running lab (its address from the lab's IPAM, announced over BGP)."""
     with datastore(lab) as store:
         pod = pods.add_pod(lab, spec, store)
+        policy_agents.wait_enforced(store, [n.name for n in map(records.node_summary, store.list(keys.NODES).values())], store.revision())
     return PodStatus(pod.namespace, pod.name, str(pod.ip), pod.host, pod.interface, pod.netns)
 
 
@@ -344,3 +346,38 @@ def matrix(lab: str, port: int, protocol: str = "tcp", namespaces: Sequence[str]
     chosen.sort(key=lambda p: (p.namespace, p.name))
     refs = [reach.PodRef(f"{p.namespace}/{p.name}", p.ip, p.netns) for p in chosen]
     return reach.measure(refs, port, protocol)
+
+
+def expected_matrix(lab: str, measured: reach.Matrix) -> reach.Matrix:
+    """What the policies in etcd mean for the same pods, port and protocol (the oracle)."""
+    with datastore(lab) as store:
+        view = read_view(store)
+    by_key = {ep.key: ep for ep in view.endpoints}
+    endpoints = [by_key[key] for key in measured.pods]
+    cells = oracle.matrix(endpoints, measured.port, measured.protocol, view.policies, view.namespaces)
+    return reach.Matrix(measured.port, measured.protocol, measured.pods, tuple(tuple(r) for r in cells))
+
+
+def explain(lab: str, src: str, dst: str, port: int, protocol: str) -> tuple[str, list[str]]:
+    """The oracle's verdict for SRC -> DST:PORT/PROTO, and where the dataplane judges it."""
+    with datastore(lab) as store:
+        view = read_view(store)
+    by_key = {ep.key: ep for ep in view.endpoints}
+    parties = []
+    for what in (src, dst):
+        if "/" in what:
+            if what not in by_key:
+                raise LabError(f"pod {what} not found in lab {lab!r}")
+            parties.append(by_key[what])
+        else:
+            try:
+                parties.append(str(addressing.parse_ipv4(what)))
+            except addressing.AddressError as exc:
+                raise LabError(f"{what!r}: expected NAMESPACE/POD or an IPv4 address") from exc
+    verdict = oracle.evaluate(parties[0], parties[1], port, protocol, view.policies, view.namespaces)
+    where = []
+    for party, direction, prefix in ((parties[0], "egress", "cali-fw-"), (parties[1], "ingress", "cali-tw-")):
+        if not isinstance(party, str):
+            chain = prefix + naming.workload_interface(party.namespace, party.name)
+            where.append(f"{direction}: judged on {party.host} in chain {chain}")
+    return oracle.explain(verdict), where

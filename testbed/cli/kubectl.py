@@ -38,6 +38,30 @@ def _read(filename: str) -> tuple[str, str]:
         raise ManifestError([f'error: the path "{filename}" does not exist' if isinstance(exc, FileNotFoundError) else f"error: {exc}"]) from None
 
 
+wait_option = click.option(
+    "--wait",
+    "wait",
+    type=click.Choice(["true", "false"]),
+    default="true",
+    show_default=True,
+    help="Return once every host's policy agent enforces the change.",
+)
+
+
+def _enforced(store: Any, wait: str) -> None:
+    """Block until every host's agent has enforced what was just written (bounded)."""
+    if wait != "true":
+        return
+    from testbed.datastore import keys, records
+    from testbed.runtime.policy_agents import wait_enforced
+
+    hosts = [records.node_summary(v).name for v in store.list(keys.NODES).values()]
+    try:
+        wait_enforced(store, hosts, store.revision())
+    except TimeoutError as exc:
+        _fail(exc)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--lab", "lab", metavar="LAB", default=None, help="The lab (default: $TESTBED_LAB, or the only lab up).")
 @click.pass_context
@@ -63,13 +87,14 @@ def _lab(ctx: click.Context) -> str:
         raise
 
 
-def _apply(ctx: click.Context, filename: str, namespace: str | None, create_only: bool) -> None:
+def _apply(ctx: click.Context, filename: str, namespace: str | None, create_only: bool, wait: str) -> None:
     try:
         lab = _lab(ctx)
         text, source = _read(filename)
         parsed = objects.parse_objects(objects.load_documents(text, source), namespace)
         with api.datastore(lab) as store:
             changes = objects.store_objects(store, lab, parsed, create_only=create_only)
+            _enforced(store, wait)
     except ManifestError as exc:
         _fail(exc)
         return
@@ -80,10 +105,11 @@ def _apply(ctx: click.Context, filename: str, namespace: str | None, create_only
 @kubectl.command()
 @click.option("-f", "--filename", required=True, help="Manifest file, or - for stdin.")
 @click.option("-n", "--namespace", default=None)
+@wait_option
 @click.pass_context
-def apply(ctx: click.Context, filename: str, namespace: str | None) -> None:
+def apply(ctx: click.Context, filename: str, namespace: str | None, wait: str) -> None:
     """Create or update the objects of a manifest (Namespace, NetworkPolicy)."""
-    _apply(ctx, filename, namespace, create_only=False)
+    _apply(ctx, filename, namespace, create_only=False, wait=wait)
 
 
 @kubectl.command(context_settings={"ignore_unknown_options": False})
@@ -91,11 +117,14 @@ def apply(ctx: click.Context, filename: str, namespace: str | None) -> None:
 @click.argument("name", required=False)
 @click.option("-f", "--filename", default=None, help="Manifest file, or - for stdin.")
 @click.option("-n", "--namespace", default=None)
+@wait_option
 @click.pass_context
-def create(ctx: click.Context, what: str | None, name: str | None, filename: str | None, namespace: str | None) -> None:
+def create(
+    ctx: click.Context, what: str | None, name: str | None, filename: str | None, namespace: str | None, wait: str
+) -> None:
     """Create the objects of a manifest (-f), or a namespace: create ns NAME."""
     if filename:
-        _apply(ctx, filename, namespace, create_only=True)
+        _apply(ctx, filename, namespace, create_only=True, wait=wait)
         return
     if what in ("ns", "namespace") and name:
         doc = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
@@ -104,6 +133,7 @@ def create(ctx: click.Context, what: str | None, name: str | None, filename: str
             parsed = objects.parse_objects([doc], None)
             with api.datastore(lab) as store:
                 changes = objects.store_objects(store, lab, parsed, create_only=True)
+                _enforced(store, wait)
         except ManifestError as exc:
             _fail(exc)
             return
@@ -119,8 +149,12 @@ def create(ctx: click.Context, what: str | None, name: str | None, filename: str
 @click.option("-f", "--filename", default=None)
 @click.option("-n", "--namespace", default=None)
 @click.option("--all", "everything", is_flag=True, help="Every object of the kind in the namespace.")
+@wait_option
 @click.pass_context
-def delete(ctx: click.Context, kind: str | None, names: tuple[str, ...], filename: str | None, namespace: str | None, everything: bool) -> None:
+def delete(
+    ctx: click.Context, kind: str | None, names: tuple[str, ...], filename: str | None, namespace: str | None,
+    everything: bool, wait: str,
+) -> None:
     """Delete network policies (by name, --all, or -f FILE) or namespaces (with their policies)."""
     try:
         lab = _lab(ctx)
@@ -142,6 +176,7 @@ def delete(ctx: click.Context, kind: str | None, names: tuple[str, ...], filenam
                     changes += _delete_namespace(lab, store, name)
             else:
                 raise ManifestError(["error: must specify -f FILE, or networkpolicy NAME|--all, or ns NAME"])
+            _enforced(store, wait)
     except ManifestError as exc:
         _fail(exc)
         return
@@ -244,13 +279,17 @@ def get(ctx: click.Context, kind: str, name: str | None, namespace: str | None, 
 @click.argument("labels", nargs=-1, required=True)
 @click.option("-n", "--namespace", default=None)
 @click.option("--overwrite", is_flag=True, help="Replace a label's existing value.")
+@wait_option
 @click.pass_context
-def label(ctx: click.Context, kind: str, name: str, labels: tuple[str, ...], namespace: str | None, overwrite: bool) -> None:
+def label(
+    ctx: click.Context, kind: str, name: str, labels: tuple[str, ...], namespace: str | None, overwrite: bool, wait: str
+) -> None:
     """Set (k=v) or remove (k-) labels of a namespace or a pod."""
     try:
         lab = _lab(ctx)
         with api.datastore(lab) as store:
             change = edits.label(store, kind, namespace or DEFAULT_NAMESPACE, name, labels, overwrite)
+            _enforced(store, wait)
     except ManifestError as exc:
         _fail(exc)
         return

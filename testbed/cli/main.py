@@ -239,6 +239,56 @@ def matrix(
         click.echo(render_matrix(result))
 
 
+@cli.command()
+@lab_option
+@click.option("--port", type=click.IntRange(1, 65535), required=True, help="Destination port.")
+@click.option("--protocol", type=click.Choice(["tcp", "udp"]), default="tcp", show_default=True)
+@click.option("-n", "--namespace", "namespaces", multiple=True, metavar="NS", help="Only these namespaces (repeatable).")
+@output_option
+@fails_cleanly
+def verify(lab: str | None, port: int, protocol: str, namespaces: tuple[str, ...], fmt: str) -> None:
+    """Measure the reachability matrix and compare it with what the policies mean (the
+    oracle); wrong cells are marked '!'. Exits 1 if any cell is wrong."""
+    needs_root("verify")
+    chosen = api.resolve_lab(lab)
+    measured = api.matrix(chosen, port, protocol, namespaces)
+    expected = api.expected_matrix(chosen, measured)
+    wrong = [
+        {"src": measured.pods[i], "dst": measured.pods[j], "measured": measured.cells[i][j], "expected": expected.cells[i][j]}
+        for i in range(len(measured.pods)) for j in range(len(measured.pods))
+        if measured.cells[i][j] != expected.cells[i][j]
+    ]  # fmt: skip
+    if fmt == "json":
+        output.print_json({**measured.to_json(), "expected": expected.to_json()["matrix"], "wrong": wrong})
+    else:
+        click.echo(render_matrix(measured, expected))
+    if wrong:
+        sys.exit(1)
+
+
+@cli.command()
+@lab_option
+@click.argument("src")
+@click.argument("dst")
+@fails_cleanly
+def explain(lab: str | None, src: str, dst: str) -> None:
+    """Why SRC may or may not reach DST:PORT[/PROTO] (pods as NS/POD, or IPs): the deciding
+    policy and rule, and the host and chain where the dataplane enforces it.
+
+    \b
+    Example:
+      sudo testbed explain x/b x/a:80/tcp
+    """
+    target, _, rest = dst.rpartition(":")
+    port_text, _, protocol = rest.partition("/")
+    if not target or not port_text.isdigit():
+        raise api.LabError(f"{dst!r}: expected DST:PORT or DST:PORT/PROTO")
+    verdict, where = api.explain(api.resolve_lab(lab), src, target, int(port_text), protocol or "tcp")
+    click.echo(verdict)
+    for line in where:
+        click.echo(f"  {line}")
+
+
 @cli.group()
 def pod() -> None:
     """Add or delete pods in a running lab, as the CNI plugin and kubelet would."""

@@ -19,7 +19,7 @@ from testbed.datastore.base import Datastore
 from testbed.datastore.etcd import EtcdDatastore
 from testbed.netns import namespaces, processes
 from testbed.netns.links import PROTO_BIRD, NetnsLinks
-from testbed.runtime import etcd_server, speakers, state
+from testbed.runtime import etcd_server, policy_agents, speakers, state
 from testbed.runtime.plan import HostPlan, LabPlan, PodPlan
 from testbed.runtime.teardown import teardown
 
@@ -29,6 +29,7 @@ Progress = Callable[[str, int, int], None]
 ETCD_START_TIMEOUT = 20.0
 BGP_TIMEOUT_BASE = 20.0  # seconds for BGP to converge, plus a little per host
 BGP_TIMEOUT_PER_HOST = 0.5
+ENFORCE_TIMEOUT = 20.0  # the agents' first sync at up
 FABRIC_PREFIXLEN = addressing.FABRIC.prefixlen
 
 
@@ -178,6 +179,8 @@ def _build(plan: LabPlan, lab_state: state.LabState, progress: Progress) -> None
         build_host(plan, host)
         progress("hosts", i, total_hosts)
     start_bgp(plan, lab_state)
+    for host in plan.hosts:
+        policy_agents.start_agent(plan, host, lab_state)
     with contextlib.ExitStack() as handles:
         hosts = {h.name: handles.enter_context(NetnsLinks(h.netns)) for h in plan.hosts}
         for i, pod in enumerate(plan.pods, 1):
@@ -190,6 +193,7 @@ def _build(plan: LabPlan, lab_state: state.LabState, progress: Progress) -> None
         )
         store.put_many(records.lab_records(plan, lab_state.created))
         progress("etcd", 1, 1)
+        policy_agents.wait_enforced(store, [h.name for h in plan.hosts], store.revision(), ENFORCE_TIMEOUT)
         wait_bgp(plan, progress, store)
     for pod in plan.pods:
         start_pod_program(plan.lab, pod, lab_state)

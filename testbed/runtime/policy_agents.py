@@ -1,0 +1,56 @@
+"""The Felix-like policy agent in every host netns, and waiting until a change is enforced.
+
+Each agent records in etcd (`/testbed/felix/<host>`) the etcd revision it enforces; a
+change written at revision R is enforced everywhere once every host reports >= R.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from agents.felix.agent import status_key
+from testbed import addressing
+from testbed.datastore.base import Datastore
+from testbed.netns import processes
+from testbed.runtime import state
+from testbed.runtime.plan import HostPlan, LabPlan
+
+ENFORCE_TIMEOUT = 10.0
+
+
+def agent_argv(lab: str, host: str) -> list[str]:
+    etcd = f"{addressing.FABRIC_GATEWAY}:{addressing.ETCD_CLIENT_PORT}"
+    return [sys.executable, "-m", "agents.felix.agent", "--lab", lab, "--host", host, "--etcd", etcd]
+
+
+def start_agent(plan: LabPlan, host: HostPlan, lab_state: state.LabState) -> int:
+    log = state.folder(plan.lab) / "logs" / f"felix-{host.name}.log"
+    proc = processes.spawn(host.netns, agent_argv(plan.lab, host.name), log)
+    state.record_process(lab_state, f"felix {host.name}", host.netns, proc.pid)
+    return proc.pid
+
+
+def lagging(store: Datastore, hosts: list[str], revision: int) -> list[str]:
+    """Hosts whose agent has not yet enforced ``revision``."""
+    late = []
+    for host in hosts:
+        reported = store.get(status_key(host)) or {}
+        if int(reported.get("revision", 0)) < revision:
+            late.append(host)
+    return late
+
+
+def wait_enforced(store: Datastore, hosts: list[str], revision: int, timeout: float = ENFORCE_TIMEOUT) -> float:
+    """Until every host's agent enforces ``revision``; seconds waited. TimeoutError names the late."""
+    started = time.monotonic()
+    while True:
+        late = lagging(store, hosts, revision)
+        if not late:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(
+                f"policy not enforced within {timeout:g} s on {', '.join(late)} "
+                f"(revision {revision}; see logs/felix-<host>.log in the lab's state folder)"
+            )
+        time.sleep(0.01)
