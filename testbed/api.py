@@ -309,7 +309,8 @@ def add_pod(lab: str, spec: PodSpec) -> PodStatus:
     """Create a pod in a running lab (its address from the lab's IPAM, announced over BGP)."""
     with datastore(lab) as store:
         pod = pods.add_pod(lab, spec, store)
-        policy_agents.wait_enforced(store, [n.name for n in map(records.node_summary, store.list(keys.NODES).values())], store.revision())
+        hosts = [n.name for n in map(records.node_summary, store.list(keys.NODES).values())]
+        policy_agents.wait_enforced(store, hosts, store.last_write_revision)
     return PodStatus(pod.namespace, pod.name, str(pod.ip), pod.host, pod.interface, pod.netns)
 
 

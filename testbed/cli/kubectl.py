@@ -55,9 +55,11 @@ def _enforced(store: Any, wait: str) -> None:
     from testbed.datastore import keys, records
     from testbed.runtime.policy_agents import wait_enforced
 
+    if not store.last_write_revision:
+        return  # nothing was written
     hosts = [records.node_summary(v).name for v in store.list(keys.NODES).values()]
     try:
-        wait_enforced(store, hosts, store.revision())
+        wait_enforced(store, hosts, store.last_write_revision)
     except TimeoutError as exc:
         _fail(exc)
 

@@ -66,6 +66,8 @@ class Datastore(Protocol):
 
     def put(self, key: str, value: Value) -> None: ...
 
+    last_write_revision: int  # the revision of this client's latest write (0: none yet)
+
     def put_many(self, items: Mapping[str, Value]) -> None:
         """Write many keys, in transactions of at most MAX_TXN_OPS puts (etcd's default
         limit, 128) and MAX_TXN_BYTES: atomic per transaction, so atomic as a whole

@@ -167,6 +167,7 @@ class EtcdDatastore:
         self._client = client
         self._endpoint = endpoint
         self.timeout = timeout
+        self.last_write_revision = 0  # the etcd revision of this client's latest write
         self.max_txn_ops = max_txn_ops
         self.max_txn_bytes = max_txn_bytes
         self._session_factory = session_factory  # one new session per watch (None: share)
@@ -224,8 +225,13 @@ class EtcdDatastore:
             start = base64.b64decode(items[-1]["key"]).decode() + "\0"
 
     def put(self, key: str, value: Value) -> None:
-        encoded = encode_value(value).encode()
-        self._call(f"put {key}", lambda: self._client.put(key.encode(), encoded))
+        reply = self._post(f"put {key}", "/kv/put", {"key": _b64(key), "value": _b64(encode_value(value))})
+        self._written(reply)
+
+    def _written(self, reply: Mapping[str, Any]) -> None:
+        """Remember the revision of our last write (etcd's response header says it)."""
+        revision = int(reply.get("header", {}).get("revision", 0))
+        self.last_write_revision = max(self.last_write_revision, revision)
 
     def put_many(self, items: Mapping[str, Value]) -> None:
         """Transactions of at most ``max_txn_ops`` puts (etcd's --max-txn-ops, 128 by
@@ -239,16 +245,20 @@ class EtcdDatastore:
                 "failure": [],
             }
             what = f"put_many {group[0][0]} .. {group[-1][0]} ({len(group)} keys)"
-            self._call(what, lambda: self._client.transaction(txn))
+            self._written(self._post(what, "/kv/txn", txn))
 
     def delete(self, key: str) -> bool:
         reply = self._post(f"delete {key}", "/kv/deleterange", {"key": _b64(key)})
+        if int(reply.get("deleted", 0)):
+            self._written(reply)
         return int(reply.get("deleted", 0)) > 0
 
     def delete_prefix(self, prefix: str) -> int:
         check_prefix(prefix)
         payload = {"key": _b64(prefix), "range_end": _b64(keys.prefix_end(prefix))}
         reply = self._post(f"delete_prefix {prefix}", "/kv/deleterange", payload)
+        if int(reply.get("deleted", 0)):
+            self._written(reply)
         return int(reply.get("deleted", 0))
 
     def revision(self) -> int:

@@ -46,6 +46,7 @@ class MemoryDatastore:
     def __init__(self, max_txn_ops: int = MAX_TXN_OPS, max_txn_bytes: int = MAX_TXN_BYTES) -> None:
         self._data: dict[str, str] = {}
         self._revision = 1
+        self.last_write_revision = 0  # the revision of the latest write (as etcd's replies say)
         self._closed = False
         self._lock = threading.Lock()
         self.max_txn_ops = max_txn_ops
@@ -80,6 +81,7 @@ class MemoryDatastore:
             self._check_open()
             self._data[key] = encoded
             self._revision += 1
+            self.last_write_revision = self._revision
             events = [self._record("put", key, encoded)]
         self._notify(events)
 
@@ -91,6 +93,7 @@ class MemoryDatastore:
             for group in transactions(encoded, self.max_txn_ops, self.max_txn_bytes):
                 self._data.update(group)
                 self._revision += 1
+                self.last_write_revision = self._revision
                 self.transactions += 1
                 events += [self._record("put", k, v) for k, v in group]
         self._notify(events)
@@ -102,6 +105,7 @@ class MemoryDatastore:
                 return False
             del self._data[key]
             self._revision += 1
+            self.last_write_revision = self._revision
             events = [self._record("delete", key, None)]
         self._notify(events)
         return True
@@ -115,6 +119,7 @@ class MemoryDatastore:
                 del self._data[key]
             if doomed:
                 self._revision += 1
+                self.last_write_revision = self._revision
             events = [self._record("delete", key, None) for key in sorted(doomed)]
         self._notify(events)
         return len(doomed)

@@ -193,7 +193,7 @@ def _build(plan: LabPlan, lab_state: state.LabState, progress: Progress) -> None
         )
         store.put_many(records.lab_records(plan, lab_state.created))
         progress("etcd", 1, 1)
-        policy_agents.wait_enforced(store, [h.name for h in plan.hosts], store.revision(), ENFORCE_TIMEOUT)
+        policy_agents.wait_enforced(store, [h.name for h in plan.hosts], store.last_write_revision, ENFORCE_TIMEOUT)
         wait_bgp(plan, progress, store)
     for pod in plan.pods:
         start_pod_program(plan.lab, pod, lab_state)
