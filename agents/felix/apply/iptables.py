@@ -30,16 +30,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from agents.felix.apply.runner import CommandError, Runner, first_lines
+from agents.felix.render.restore import ID_PREFIX, chained_ids, rule_body
 from agents.felix.render.rules import Chain, Rule
 
 log = logging.getLogger(__name__)
 
 SAVE = "iptables-legacy-save"
 RESTORE = "iptables-legacy-restore"
-ID_PREFIX = "cali:"
-ID_LENGTH = 16
 MAX_CHAIN = 28
-MAX_COMMENT = 256
 
 _ID_RE = re.compile(r'--comment "?' + re.escape(ID_PREFIX) + r'([A-Za-z0-9_-]+)"?')
 _TARGET_RE = re.compile(r"(?:^|\s)-[jg]\s+(\S+)")
@@ -58,27 +56,9 @@ class RestoreError(RuntimeError):
 # --- ids and rendering (pure) ------------------------------------------------------------
 
 
-def rule_text(rule: Rule) -> str:
-    """The rule as written after our id comment: human comment, match, action."""
-    parts = []
-    if rule.comment:
-        parts.append(f'-m comment --comment "{_clean_comment(rule.comment)}"')
-    if rule.match:
-        parts.append(rule.match)
-    if rule.action:
-        parts.append(rule.action)
-    return " ".join(parts)
-
-
-def rule_ids(chain_name: str, rules: Sequence[Rule]) -> list[str]:
-    """Chained ids: base64url(SHA-224(chain name + previous id + rule text))[:16]."""
-    ids: list[str] = []
-    previous = ""
-    for rule in rules:
-        digest = hashlib.sha224((chain_name + previous + rule_text(rule)).encode()).digest()
-        previous = base64.urlsafe_b64encode(digest).decode()[:ID_LENGTH]
-        ids.append(previous)
-    return ids
+# One definition of a rule's text and id, shared with the renderer's restore text.
+rule_text = rule_body
+rule_ids = chained_ids
 
 
 def rule_line(head: str, rule_id: str, rule: Rule) -> str:
@@ -86,11 +66,6 @@ def rule_line(head: str, rule_id: str, rule: Rule) -> str:
     body = rule_text(rule)
     line = f'{head} -m comment --comment "{ID_PREFIX}{rule_id}"'
     return f"{line} {body}" if body else line
-
-
-def _clean_comment(text: str) -> str:
-    # iptables-restore has no reliable escape for quotes inside a quoted argument.
-    return text.replace("\\", "/").replace('"', "'").replace("\n", " ")[: MAX_COMMENT - 1]
 
 
 # --- reading back ------------------------------------------------------------------------

@@ -27,28 +27,39 @@ ID_LENGTH = 16
 TEMP_SET = "cali4t0"  # Felix's temporary set names are cali4t<n>
 
 
+MAX_COMMENT = 256  # xt_comment's limit, terminating NUL included
+
+
+def clean_comment(text: str) -> str:
+    """iptables-restore has no reliable escape for quotes inside a quoted argument."""
+    return text.replace("\\", "/").replace('"', "'").replace("\n", " ")[: MAX_COMMENT - 1]
+
+
 def rule_body(rule: Rule) -> str:
     """A rule as iptables sees it after the id comment: human comment, match, action."""
     parts = []
     if rule.comment:
-        parts.append(f'-m comment --comment "{rule.comment}"')
+        parts.append(f'-m comment --comment "{clean_comment(rule.comment)}"')
     if rule.match:
         parts.append(rule.match)
-    parts.append(rule.action)
+    if rule.action:
+        parts.append(rule.action)
     return " ".join(parts)
 
 
-def rule_ids(chain: Chain) -> list[str]:
+def chained_ids(chain_name: str, rules: Sequence[Rule]) -> list[str]:
+    """Felix's rule ids: base64url(SHA-224(chain name + previous id + rule text))[:16]."""
     ids: list[str] = []
     previous = ""
-    for rule in chain.rules:
-        digest = hashlib.sha224()
-        digest.update(chain.name.encode())
-        digest.update(previous.encode())
-        digest.update(rule_body(rule).encode())
-        previous = base64.urlsafe_b64encode(digest.digest()).decode()[:ID_LENGTH]
+    for rule in rules:
+        digest = hashlib.sha224((chain_name + previous + rule_body(rule)).encode()).digest()
+        previous = base64.urlsafe_b64encode(digest).decode()[:ID_LENGTH]
         ids.append(previous)
     return ids
+
+
+def rule_ids(chain: Chain) -> list[str]:
+    return chained_ids(chain.name, chain.rules)
 
 
 def rule_lines(chain: Chain) -> list[str]:
