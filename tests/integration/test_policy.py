@@ -147,3 +147,20 @@ def test_invalid_policies_store_nothing(clean: str, tmp_path: Path) -> None:
     assert "10.0.0.0/33" in proc.stderr
     listed = testbed("kubectl", "--lab", clean, "get", "netpol", "-n", "x", check=False)
     assert "bad" not in listed.stdout
+
+
+def test_a_workload_route_deleted_by_hand_comes_back(lab: str) -> None:
+    pods = {f"{p['namespace']}/{p['name']}": p for p in status_json(lab)["pods"]}
+    target, src = pods["x/a"], pods["y/b"]
+    netns = f"{lab}.{target['host']}"
+    assert in_netns(netns, "ip", "route", "del", target["ip"]).returncode == 0
+    assert in_netns(src["netns"], "ping", "-c", "1", "-W", "1", target["ip"]).returncode != 0
+    deadline = time.monotonic() + 15  # the agent's resync is every 10 s
+    while time.monotonic() < deadline:
+        routes = in_netns(netns, "ip", "route", "show", target["ip"]).stdout
+        if f"dev {target['interface']}" in routes:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the workload route did not come back within 15 s")
+    assert in_netns(src["netns"], "ping", "-c", "1", "-W", "2", target["ip"]).returncode == 0

@@ -12,6 +12,8 @@ import random
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agents.felix.render.host import HostRules, render_host
 from agents.felix.render.walk import Packet, walk
@@ -295,6 +297,15 @@ def random_policy(rng: random.Random, index: int) -> dict[str, Any]:
 @pytest.mark.parametrize("seed", range(40))
 def test_walker_agrees_with_oracle_on_generated_policies(seed: int) -> None:
     rng = random.Random(seed)
+    policies = [random_policy(rng, i) for i in range(rng.randint(1, 3))]
+    wrong = compare_with_oracle(policies)
+    assert not wrong, f"policies: {policies}\n" + "\n".join(wrong)
+
+
+@settings(max_examples=80, deadline=None)
+@given(rng=st.randoms(use_true_random=False))
+def test_walker_agrees_with_oracle_on_hypothesis_policies(rng: random.Random) -> None:
+    """The same generator driven by hypothesis, which shrinks a failure to a small case."""
     policies = [random_policy(rng, i) for i in range(rng.randint(1, 3))]
     wrong = compare_with_oracle(policies)
     assert not wrong, f"policies: {policies}\n" + "\n".join(wrong)
