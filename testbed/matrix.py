@@ -50,7 +50,42 @@ def probe_from(source: PodRef, targets: Sequence[PodRef], port: int, protocol: s
     return tuple(answers.get(t.ip) is not None for t in targets)
 
 
+def measure_sctp(pods: Sequence[PodRef], port: int, listen_seconds: float = 3.0) -> Matrix:
+    """SCTP: a listener in every pod counts the INITs that arrive; every pod sends one INIT
+    to every other pod. A pod reaching itself never leaves its netns: counted as reached."""
+    probe = [sys.executable, "-m", "agents.apps.sctp_probe"]
+    listeners = [
+        subprocess.Popen(
+            netns_exec_argv(p.netns, [*probe, "listen", "--port", str(port), "--seconds", str(listen_seconds)]),
+            stdout=subprocess.PIPE, text=True,
+        )
+        for p in pods
+    ]  # fmt: skip
+    try:
+        for listener in listeners:  # each says "listening" once its socket is bound
+            if listener.stdout is None or listener.stdout.readline().strip() != "listening":
+                raise RuntimeError("an SCTP listener did not start")
+
+        def send(src: PodRef) -> None:
+            targets = ",".join(p.ip for p in pods if p.ip != src.ip)
+            argv = [*probe, "send", "--src", src.ip, "--port", str(port), "--to", targets]
+            subprocess.run(netns_exec_argv(src.netns, argv), check=True, timeout=30, capture_output=True)
+
+        with ThreadPoolExecutor(max_workers=min(16, max(1, len(pods)))) as pool:
+            list(pool.map(send, pods))
+        seen = [json.loads(listener.communicate(timeout=listen_seconds + 10)[0] or "{}") for listener in listeners]
+    finally:
+        for listener in listeners:
+            if listener.poll() is None:
+                listener.kill()
+                listener.wait()
+    rows = tuple(tuple(src.ip == dst.ip or src.ip in seen[j] for j, dst in enumerate(pods)) for src in pods)
+    return Matrix(port, "sctp", tuple(p.key for p in pods), rows)
+
+
 def measure(pods: Sequence[PodRef], port: int, protocol: str) -> Matrix:
+    if protocol == "sctp":
+        return measure_sctp(pods, port)
     with ThreadPoolExecutor(max_workers=min(16, max(1, len(pods)))) as pool:
         rows = list(pool.map(lambda src: probe_from(src, pods, port, protocol), pods))
     return Matrix(port, protocol, tuple(p.key for p in pods), tuple(rows))

@@ -216,7 +216,7 @@ def bgp_status(host: str | None, lab: str | None, fmt: str) -> None:
 @cli.command()
 @lab_option
 @click.option("--port", type=click.IntRange(1, 65535), required=True, help="Destination port.")
-@click.option("--protocol", type=click.Choice(["tcp", "udp"]), default="tcp", show_default=True)
+@click.option("--protocol", type=click.Choice(["tcp", "udp", "sctp"]), default="tcp", show_default=True)
 @click.option("-n", "--namespace", "namespaces", multiple=True, metavar="NS", help="Only these namespaces (repeatable).")
 @click.option("-A", "--all-namespaces", is_flag=True, help="Every namespace (the default).")
 @output_option
@@ -242,7 +242,7 @@ def matrix(
 @cli.command()
 @lab_option
 @click.option("--port", type=click.IntRange(1, 65535), required=True, help="Destination port.")
-@click.option("--protocol", type=click.Choice(["tcp", "udp"]), default="tcp", show_default=True)
+@click.option("--protocol", type=click.Choice(["tcp", "udp", "sctp"]), default="tcp", show_default=True)
 @click.option("-n", "--namespace", "namespaces", multiple=True, metavar="NS", help="Only these namespaces (repeatable).")
 @output_option
 @fails_cleanly

@@ -63,6 +63,7 @@ def apply(lab: str, *names: str) -> None:
         (["egress-to-port.yaml"], 81, "tcp"),
         (["ip-block-except.yaml"], 80, "tcp"),
         (["multiple-policies.yaml"], 80, "tcp"),
+        (["deny-all-ingress.yaml", "sctp-from-y.yaml"], 80, "sctp"),
     ],
 )
 def test_the_dataplane_enforces_what_the_policies_mean(clean: str, policies: list[str], port: int, protocol: str) -> None:

@@ -34,3 +34,13 @@ def test_serve_answers_tcp_and_udp_and_probe_reads_it() -> None:
     finally:
         server.kill()
         server.wait()
+
+
+def test_sctp_inits_are_recognised_in_ethernet_frames() -> None:
+    from agents.apps.sctp_probe import init_packet, sctp_init_source
+
+    ethernet = b"\xee" * 6 + b"\x02" * 6 + b"\x08\x00"
+    frame = ethernet + init_packet("10.65.0.1", "10.65.0.2", 80)
+    assert sctp_init_source(frame, 80) == "10.65.0.1"
+    assert sctp_init_source(frame, 81) is None  # another port
+    assert sctp_init_source(ethernet[:12] + b"\x86\xdd" + frame[14:], 80) is None  # not IPv4
