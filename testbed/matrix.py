@@ -50,14 +50,14 @@ def probe_from(source: PodRef, targets: Sequence[PodRef], port: int, protocol: s
     return tuple(answers.get(t.ip) is not None for t in targets)
 
 
-def measure_sctp(pods: Sequence[PodRef], port: int, listen_seconds: float = 3.0) -> Matrix:
+def measure_sctp(pods: Sequence[PodRef], port: int, listen_seconds: float = 60.0) -> Matrix:
     """SCTP: a listener in every pod counts the INITs that arrive; every pod sends one INIT
     to every other pod. A pod reaching itself never leaves its netns: counted as reached."""
     probe = [sys.executable, "-m", "agents.apps.sctp_probe"]
     listeners = [
         subprocess.Popen(
             netns_exec_argv(p.netns, [*probe, "listen", "--port", str(port), "--seconds", str(listen_seconds)]),
-            stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
         for p in pods
     ]  # fmt: skip
@@ -73,7 +73,8 @@ def measure_sctp(pods: Sequence[PodRef], port: int, listen_seconds: float = 3.0)
 
         with ThreadPoolExecutor(max_workers=min(16, max(1, len(pods)))) as pool:
             list(pool.map(send, pods))
-        seen = [json.loads(listener.communicate(timeout=listen_seconds + 10)[0] or "{}") for listener in listeners]
+        # Every INIT has been sent: closing stdin tells each listener to report.
+        seen = [json.loads(listener.communicate(input="", timeout=30)[0] or "{}") for listener in listeners]
     finally:
         for listener in listeners:
             if listener.poll() is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import select
 import socket
 import struct
 import sys
@@ -58,18 +59,22 @@ def sctp_init_source(frame: bytes, port: int) -> str | None:
 
 
 def listen(port: int, seconds: float, interface: str = "eth0", ready: Callable[[], None] = lambda: None) -> dict[str, int]:
-    """Count INITs to ``port`` by source for ``seconds``; ``ready`` runs once the socket is bound."""
+    """Count INITs to ``port`` by source until stdin closes (or ``seconds`` pass);
+    ``ready`` runs once the socket is bound."""
     counts: dict[str, int] = {}
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP)) as sock:
         sock.bind((interface, 0))
         ready()
         deadline = time.monotonic() + seconds
+        watched = [sock, sys.stdin]
         while (left := deadline - time.monotonic()) > 0:
-            sock.settimeout(left)
-            try:
-                frame, info = sock.recvfrom(65535)
-            except TimeoutError:
-                break
+            readable, _, _ = select.select(watched, [], [], left)
+            if sys.stdin in readable and not sys.stdin.readline():
+                watched.remove(sys.stdin)  # the sender side is done: drain what already arrived
+                deadline = min(deadline, time.monotonic() + 0.2)
+            if sock not in readable:
+                continue
+            frame, info = sock.recvfrom(65535)
             if info[2] == socket.PACKET_OUTGOING:
                 continue
             source = sctp_init_source(frame, port)
@@ -83,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="mode", required=True)
     lis = sub.add_parser("listen")
     lis.add_argument("--port", type=int, required=True)
-    lis.add_argument("--seconds", type=float, default=2.0)
+    lis.add_argument("--seconds", type=float, default=30.0, help="at most this long (default: until stdin closes)")
     snd = sub.add_parser("send")
     snd.add_argument("--src", required=True)
     snd.add_argument("--port", type=int, required=True)
