@@ -3,7 +3,8 @@
 Cases are named functions in CASES; each builds and removes labs called bench-<case> and
 returns one Run per repetition. The BGP cases (route-latency, bgp-scale, bgp-quick) live
 in bench_bgp.py and return a dict of their own figures instead; they fill the report's
-"bgp" part. Statistics, linearity, targets and rendering are small pure functions
+"bgp" part. The NetworkPolicy cases (policy, policy-quick) live in bench_policy.py; their
+dicts (a "policy" key) fill the report's "policy" part. Statistics, linearity, targets and rendering are small pure functions
 (tests/unit/test_bench.py, test_bench_bgp.py). Progress goes to stderr; with --json,
 stdout holds one JSON object and nothing else. Every report is also saved in bench-results/.
 """
@@ -34,14 +35,15 @@ from rich.table import Table
 if str(Path(__file__).resolve().parent) not in sys.path:  # bench_bgp.py, next to this file
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_bgp  # noqa: E402
+import bench_policy  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench-results"
 NETNS_DIR = Path("/run/netns")
 PREFIX = "bench-"
 BASE_NETNS = 20  # namespaces in the baseline; veth pairs join them two by two
-QUICK = ("two-hosts", "pods-10", "bgp-quick")
-SMOKE_ONLY = ("bgp-quick",)  # left out of the default run: route-latency and bgp-scale cover it
+QUICK = ("two-hosts", "pods-10", "bgp-quick", "policy-quick")
+SMOKE_ONLY = ("bgp-quick", "policy-quick")  # left out of the default run: the full cases cover them
 UP_LIMIT_S, DOWN_LIMIT_S, LINEAR_LIMIT = 2.0, 1.0, 1.5  # targets from the issue
 
 
@@ -155,11 +157,13 @@ for _pods in (10, 100, 500):
 for _name, _fn in (("route-latency", bench_bgp.route_latency), ("bgp-scale", bench_bgp.bgp_scale),
                    ("bgp-quick", bench_bgp.bgp_quick)):  # fmt: skip
     case(_name)(partial(_fn, sys.modules[__name__]))
+for _name, _fn in (("policy", bench_policy.policy), ("policy-quick", bench_policy.policy_quick)):
+    case(_name)(partial(_fn, sys.modules[__name__]))
 
 
 def case_labs(name: str) -> list[str]:
     """The labs a case builds."""
-    return bench_bgp.lab_names(name) or [PREFIX + name]
+    return bench_bgp.lab_names(name) or bench_policy.lab_names(name) or [PREFIX + name]
 
 
 def ip(*args: str) -> float:
@@ -254,17 +258,21 @@ def targets(cases: list[dict[str, Any]], lin: dict[str, Any]) -> list[dict[str, 
 
 
 def build_report(machine: dict[str, Any], base: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
-    """The report; "bgp" (and its targets) only when a BGP case ran, the up/down targets only
-    when an up/down case ran."""
+    """The report; "bgp" / "policy" (and their targets) only when such a case ran, the
+    up/down targets only when an up/down case ran."""
     runs = {name: r for name, r in results.items() if isinstance(r, list)}
-    bgp = {name: r for name, r in results.items() if not isinstance(r, list)}
+    policy = {name: r for name, r in results.items() if isinstance(r, dict) and "policy" in r}
+    bgp = {name: r for name, r in results.items() if not isinstance(r, list) and name not in policy}
     cases = [summarize(name, r, base["netns_add_s"]) for name, r in runs.items()]
     lin = linearity(cases)
     report = {"machine": machine, "baseline": base, "cases": cases, "linearity": lin,
-              "targets": targets(cases, lin) if cases or not bgp else []}
+              "targets": targets(cases, lin) if cases or not (bgp or policy) else []}
     if bgp:
         report["bgp"] = bench_bgp.bgp_section(bgp, base["netns_add_s"])
         report["targets"] += bench_bgp.bgp_targets(report["bgp"], target)
+    if policy:
+        report["policy"] = bench_policy.policy_section(policy)
+        report["targets"] += bench_policy.policy_targets(report["policy"], target)
     return report
 
 
@@ -293,8 +301,8 @@ def render_table(report: dict[str, Any]) -> Table:
 
 
 def verdict(t: dict[str, Any]) -> str:
-    unit = {"s": " s", "ms": " ms"}.get(t["unit"], "x")
-    spec = ".0f" if t["unit"] == "ms" else ".2f"
+    unit = {"s": " s", "ms": " ms", "rules": " rules"}.get(t["unit"], "x")
+    spec = ".0f" if t["unit"] in ("ms", "rules") else ".2f"
     return f"{t['status'].upper():7} {t['target']}: {fmt(t['figure'], spec, unit)} (target <= {t['limit']:g}{unit})"
 
 
@@ -305,24 +313,28 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"baseline: ip netns add {1000 * b['netns_add_s']:.1f} ms, delete {1000 * b['netns_delete_s']:.1f} ms "
         f"(median of {b['namespaces']}); veth pair {1000 * b['veth_s']:.1f} ms (median of {b['veth_pairs']})",
     ]
-    if "bgp" in report and not report["cases"]:  # BGP cases only: no up/down figures to discuss
-        return head + bench_bgp.summary_lines(report["bgp"]) + [verdict(t) for t in report["targets"]]
+    extra = (bench_bgp.summary_lines(report["bgp"]) if "bgp" in report else []) + (
+        bench_policy.summary_lines(report["policy"]) if "policy" in report else [])
+    if ("bgp" in report or "policy" in report) and not report["cases"]:  # no up/down figures to discuss
+        return head + extra + [verdict(t) for t in report["targets"]]
     return head + [
         f"linearity: {fmt(lin['ms_per_pod_100'], '.1f')} ms/pod at 100, {fmt(lin['ms_per_pod_500'], '.1f')} at 500, "
         f"ratio {fmt(lin['ratio_500_to_100'])}; each added pod costs {fmt(lin['marginal_ms_10_to_100'], '.1f')} ms "
         f"from 10 to 100 pods, {fmt(lin['marginal_ms_100_to_500'], '.1f')} ms from 100 to 500",
         f"least squares over {', '.join(lin['fit_cases']) or 'none'}: up = "
         f"{fmt(lin['slope_ms_per_pod'], '.1f')} ms/pod + {fmt(lin['intercept_s'])} s",
-    ] + (bench_bgp.summary_lines(report["bgp"]) if "bgp" in report else []) + [verdict(t) for t in report["targets"]]
+    ] + extra + [verdict(t) for t in report["targets"]]
 
 
 def render(report: dict[str, Any]) -> list[Table]:
-    """The tables of the report: up/down when such cases ran, then the BGP ones."""
-    tables = [render_table(report)] if report["cases"] or "bgp" not in report else []
+    """The tables of the report: up/down when such cases ran, then the BGP and policy ones."""
+    tables = [render_table(report)] if report["cases"] or not ("bgp" in report or "policy" in report) else []
     if "bgp" in report and report["bgp"]["route_latency"]:
         tables.append(bench_bgp.render_latency_table(report["bgp"]))
     if "bgp" in report and report["bgp"]["scale"]:
         tables.append(bench_bgp.render_scale_table(report["bgp"]))
+    if "policy" in report and report["policy"]["sizes"]:
+        tables.append(bench_policy.render_policy_table(report["policy"]))
     return tables
 
 

@@ -103,7 +103,7 @@ def check_neighbour_budget(plan: LabPlan, limit_file: Path = NEIGHBOUR_LIMIT) ->
         return
     needed = neighbour_entries(plan)
     if needed > NEIGHBOUR_SHARE * limit:
-        hint = " use --route-reflector, or fewer hosts" if not plan.options.route_reflector else " use fewer hosts or pods"
+        hint = " use --route-reflector, or fewer hosts" if not plan.options.route_reflector else " use fewer hosts"
         raise LabError(
             f"lab {plan.lab}: {len(plan.hosts)} hosts"
             + ("" if plan.options.route_reflector else " in a full BGP mesh")

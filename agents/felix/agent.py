@@ -50,12 +50,13 @@ class Dataplane:
         self.raw = IptablesTable("raw", runner)
         self.ipsets = IPSets(runner)
 
-    def apply(self, rules: HostRules, local: Sequence[Endpoint]) -> bool:
+    def apply(self, rules: HostRules, local: Sequence[Endpoint], repair_workloads: bool) -> bool:
         self.ipsets.desired(rules.ipsets)
         self.filter.desired(rules.chains, [(h.chain, h.rule) for h in rules.hooks if h.table == "filter"])
         self.raw.desired(rules.raw_chains, [(h.chain, h.rule) for h in rules.hooks if h.table == "raw"])
         report = apply_all([self.raw, self.filter], self.ipsets)
-        self.ensure_workloads(local)
+        if repair_workloads:
+            self.ensure_workloads(local)
         return report.wrote
 
     @staticmethod
@@ -80,12 +81,16 @@ class Agent:
     def __init__(self, store: Datastore, host: str, dataplane: Dataplane) -> None:
         self.store, self.host, self.dataplane = store, host, dataplane
         self.enforced = 0
+        self._local: tuple[Endpoint, ...] | None = None
 
-    def sync(self) -> None:
+    def sync(self, full: bool = True) -> None:
+        """Render and apply; workload routes and sysctls are checked when the local
+        endpoints changed and on every full (timed) resync, not on each policy change."""
         view = read_view(self.store)
         rules = render_host(self.host, view.endpoints, view.namespaces, view.policies)
-        local = [ep for ep in view.endpoints if ep.host == self.host]
-        wrote = self.dataplane.apply(rules, local)
+        local = tuple(ep for ep in view.endpoints if ep.host == self.host)
+        wrote = self.dataplane.apply(rules, local, repair_workloads=full or local != self._local)
+        self._local = local
         self.enforced = view.revision
         if wrote:
             LOG.info("applied revision %d: %d chains, %d ipsets", view.revision, len(rules.chains), len(rules.ipsets))
@@ -105,6 +110,7 @@ def in_host_netns(lab: str, host: str) -> bool:
 def run(agent: Agent, store: Datastore, events: queue.SimpleQueue[str], resync: float = RESYNC_SECONDS) -> None:
     """Sync, then wait for a change (debounced), a lost watch, "stop" or the resync timer."""
     cancels: list[Any] = []
+    full = True
     while True:
         if not cancels:
             try:
@@ -117,18 +123,20 @@ def run(agent: Agent, store: Datastore, events: queue.SimpleQueue[str], resync: 
                 time.sleep(0.5)
                 continue
         try:
-            agent.sync()
+            agent.sync(full=full)
             wait = resync
         except Exception as exc:  # noqa: BLE001 - fail closed: the last rules stay; retry soon
             LOG.error("sync failed: %s", exc)
             wait = 0.5
+        items: list[str] = []
         try:
-            items = [events.get(timeout=wait)]
+            items.append(events.get(timeout=wait))
             time.sleep(DEBOUNCE_SECONDS)
             while True:
                 items.append(events.get_nowait())
         except queue.Empty:
-            items = locals().get("items", [])
+            pass
+        full = not items  # woken by the timer: a full resync
         if "stop" in items:
             break
         if "lost" in items:

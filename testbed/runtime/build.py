@@ -104,6 +104,9 @@ def build_pod(pod: PodPlan, host: NetnsLinks) -> None:
         gateway = str(addressing.WORKLOAD_GATEWAY)
         p.add_route(f"{gateway}/32", dev=naming.POD_INTERFACE, scope="link")
         p.add_route("0.0.0.0/0", via=gateway, dev=naming.POD_INTERFACE)
+        # Permanent, so it does not count against the neighbour table every namespace shares
+        # (see neighbour_entries); the host side still answers ARP for it (proxy_arp=1).
+        p.add_neighbour(gateway, naming.WORKLOAD_MAC, naming.POD_INTERFACE)
         pod_mac = p.mac(naming.POD_INTERFACE)
     host.add_route(f"{pod.ip}/32", dev=pod.interface, scope="link")
     host.add_neighbour(str(pod.ip), pod_mac, pod.interface)

@@ -148,11 +148,11 @@ def neighbour_entries(plan: LabPlan) -> int:
     That table is one for the whole machine, every namespace included, and the kernel
     refuses new entries past net.ipv4.neigh.default.gc_thresh3 (1024 by default): then no
     namespace, the root one included, can reach a new neighbour. Counted: each host's BGP
-    peers and its gateway, the reflector's clients, the fabric's view of the hosts (etcd),
-    and each pod's gateway 169.254.1.1. Pods' own entries on their hosts are permanent and
-    do not count against the limit.
+    peers and its gateway, the reflector's clients, the fabric's view of the hosts (etcd).
+    Not counted, because they are permanent entries, which the kernel exempts from that
+    limit: each pod's entry on its host and each pod's entry for its gateway 169.254.1.1.
     """
     hosts = len(plan.hosts)
     peers = 1 if plan.options.route_reflector else hosts - 1
     reflector = hosts if plan.options.route_reflector else 0
-    return hosts * (peers + 1) + reflector + hosts + len(plan.pods)
+    return hosts * (peers + 1) + reflector + hosts

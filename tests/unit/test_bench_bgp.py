@@ -349,7 +349,7 @@ def test_up_down_output_is_unchanged_by_the_bgp_cases() -> None:
 
 
 def test_quick_runs_the_bgp_smoke_case_and_the_default_does_not() -> None:
-    assert bench.parse_args(["--quick"]).cases == ["two-hosts", "pods-10", "bgp-quick"]
+    assert bench.parse_args(["--quick"]).cases == ["two-hosts", "pods-10", "bgp-quick", "policy-quick"]
     default = bench.parse_args([]).cases
     assert "bgp-quick" not in default and {"route-latency", "bgp-scale"} <= set(default)
     assert bench.parse_args(["--cases", "route-latency,bgp-scale"]).cases == ["route-latency", "bgp-scale"]
