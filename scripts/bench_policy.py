@@ -266,7 +266,7 @@ with EtcdDatastore.over_tcp(addr, port) as store:
 rules = render_host(host, view.endpoints, view.namespaces, view.policies)
 c = time.perf_counter()
 local = [ep for ep in view.endpoints if ep.host == host]
-wrote = Dataplane().apply(rules, local)
+wrote = Dataplane().apply(rules, local, repair_workloads=True)  # a full (timed) resync
 d = time.perf_counter()
 print(json.dumps({"host": host, "revision": view.revision, "import_ms": 1000 * (imported - t0),
     "read_ms": 1000 * (b - a), "render_ms": 1000 * (c - b), "apply_ms": 1000 * (d - c),

@@ -89,11 +89,17 @@ def _lab(ctx: click.Context) -> str:
         raise
 
 
-def _apply(ctx: click.Context, filename: str, namespace: str | None, create_only: bool, wait: str) -> None:
+def _apply(
+    ctx: click.Context, filename: str | None, namespace: str | None, create_only: bool, wait: str,
+    documents: list[dict[str, Any]] | None = None,
+) -> None:
+    """Check every document (from ``filename``, or given), store them, wait for enforcement."""
     try:
         lab = _lab(ctx)
-        text, source = _read(filename)
-        parsed = objects.parse_objects(objects.load_documents(text, source), namespace)
+        if documents is None:
+            text, source = _read(filename or "-")
+            documents = objects.load_documents(text, source)
+        parsed = objects.parse_objects(documents, namespace)
         with api.datastore(lab) as store:
             changes = objects.store_objects(store, lab, parsed, create_only=create_only)
             _enforced(store, wait)
@@ -130,17 +136,7 @@ def create(
         return
     if what in ("ns", "namespace") and name:
         doc = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-        try:
-            lab = _lab(ctx)
-            parsed = objects.parse_objects([doc], None)
-            with api.datastore(lab) as store:
-                changes = objects.store_objects(store, lab, parsed, create_only=True)
-                _enforced(store, wait)
-        except ManifestError as exc:
-            _fail(exc)
-            return
-        for change in changes:
-            click.echo(change.line())
+        _apply(ctx, None, None, create_only=True, wait=wait, documents=[doc])
         return
     _fail(ManifestError(["error: must specify -f FILE, or ns NAME"]))
 

@@ -7,6 +7,8 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,21 @@ def testbed(*args: str, input: str | None = None, timeout: float = 120, check: b
 def unique(prefix: str) -> str:
     """A lab name no other test run uses at the same time."""
     return f"{prefix}-{os.getpid() % 100000}"
+
+
+@contextmanager
+def running_lab(topology: str, prefix: str, *args: str) -> Iterator[str]:
+    """A lab up for the duration; afterwards nothing of it, nor any change to the root
+    namespace, may remain."""
+    before = RootSnapshot.take()
+    lab = unique(prefix)
+    testbed("up", topology, "--name", lab, *args)
+    try:
+        yield lab
+    finally:
+        testbed("down", lab, check=False)
+    assert lab_netns(lab) == []
+    assert RootSnapshot.take() == before
 
 
 def status_json(lab: str) -> dict:

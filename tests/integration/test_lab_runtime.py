@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from testbed.netns.processes import is_alive
-from tests.integration.labs import unique, REPO, RootSnapshot, in_netns, lab_netns, status_json, testbed
+from tests.integration.labs import running_lab, unique, REPO, RootSnapshot, in_netns, lab_netns, status_json, testbed
 
 pytestmark = pytest.mark.root
 
@@ -25,15 +25,9 @@ POOL = ipaddress.ip_network("10.65.0.0/16")
 
 
 @pytest.fixture
-def two_hosts(root_before: RootSnapshot) -> Iterator[str]:
-    lab = unique("it2h")
-    testbed("up", "two-hosts", "--name", lab)
-    try:
+def two_hosts() -> Iterator[str]:
+    with running_lab("two-hosts", "it2h") as lab:
         yield lab
-    finally:
-        testbed("down", lab, check=False)
-    assert lab_netns(lab) == []
-    assert RootSnapshot.take() == root_before
 
 
 def pods_by_host(status: dict) -> dict[str, list[dict]]:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.labs import RootSnapshot, lab_netns, testbed, unique
+from tests.integration.labs import running_lab, RootSnapshot, lab_netns, testbed, unique
 
 pytestmark = pytest.mark.root
 
@@ -15,15 +15,9 @@ PODS = [f"{ns}/{pod}" for ns in "xyz" for pod in "abc"]
 
 
 @pytest.fixture
-def netpol_model(root_before: RootSnapshot) -> Iterator[str]:
-    lab = unique("itnpm")
-    testbed("up", "netpol-model", "--name", lab)
-    try:
+def netpol_model() -> Iterator[str]:
+    with running_lab("netpol-model", "itnpm") as lab:
         yield lab
-    finally:
-        testbed("down", lab, check=False)
-    assert lab_netns(lab) == []
-    assert RootSnapshot.take() == root_before
 
 
 def matrix(lab: str, *args: str) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.labs import REPO, RootSnapshot, in_netns, lab_netns, status_json, testbed, unique
+from tests.integration.labs import running_lab, REPO, RootSnapshot, in_netns, lab_netns, status_json, testbed, unique
 
 pytestmark = pytest.mark.root
 
@@ -19,15 +19,8 @@ POLICIES = REPO / "tests" / "data" / "policies"
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[str]:
-    before = RootSnapshot.take()
-    name = unique("itpol")
-    testbed("up", "netpol-model", "--name", name)
-    try:
+    with running_lab("netpol-model", "itpol") as name:
         yield name
-    finally:
-        testbed("down", name, check=False)
-    assert lab_netns(name) == []
-    assert RootSnapshot.take() == before
 
 
 @pytest.fixture
