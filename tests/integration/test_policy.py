@@ -158,3 +158,19 @@ def test_a_workload_route_deleted_by_hand_comes_back(lab: str) -> None:
     else:
         raise AssertionError("the workload route did not come back within 15 s")
     assert in_netns(src["netns"], "ping", "-c", "1", "-W", "2", target["ip"]).returncode == 0
+
+
+def test_a_pod_label_change_takes_effect(clean: str) -> None:
+    apply(clean, "deny-all-ingress.yaml")
+    testbed("kubectl", "--lab", clean, "apply", "-f", "-", input=(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: from-b, namespace: x}\n"
+        "spec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress:\n  - from: [{podSelector: {matchLabels: {pod: b}}}]\n"
+    ))
+    x_a, x_c = 0, 2
+    assert verify(clean)["matrix"][x_c][x_a] is False
+    testbed("kubectl", "--lab", clean, "label", "pod", "c", "-n", "x", "pod=b", "--overwrite")
+    try:
+        result = verify(clean)
+        assert result["wrong"] == [] and result["matrix"][x_c][x_a] is True
+    finally:
+        testbed("kubectl", "--lab", clean, "label", "pod", "c", "-n", "x", "pod=c", "--overwrite")
