@@ -86,14 +86,21 @@ class Agent:
     def sync(self, full: bool = True) -> None:
         """Render and apply; workload routes and sysctls are checked when the local
         endpoints changed and on every full (timed) resync, not on each policy change."""
+        started = time.monotonic()
         view = read_view(self.store)
         rules = render_host(self.host, view.endpoints, view.namespaces, view.policies)
         local = tuple(ep for ep in view.endpoints if ep.host == self.host)
         wrote = self.dataplane.apply(rules, local, repair_workloads=full or local != self._local)
         self._local = local
         self.enforced = view.revision
+        took = 1000 * (time.monotonic() - started)
         if wrote:
-            LOG.info("applied revision %d: %d chains, %d ipsets", view.revision, len(rules.chains), len(rules.ipsets))
+            LOG.info(
+                "applied revision %d in %.0f ms: %d chains, %d ipsets%s",
+                view.revision, took, len(rules.chains), len(rules.ipsets), " (full resync)" if full else "",
+            )
+        else:
+            LOG.debug("revision %d unchanged, checked in %.0f ms", view.revision, took)
         self.store.put(status_key(self.host), {"host": self.host, "revision": view.revision, "updated": time.time()})
 
 
