@@ -5,7 +5,7 @@ Everything here is pure: given what is already taken, compute what comes next.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 
@@ -137,10 +137,3 @@ def parse_ipv4(value: str) -> IPv4Address:
     if not isinstance(ip, IPv4Address):
         raise AddressError(f"{value!r} is not an IPv4 address")
     return ip
-
-
-def blocks_by_host(affinity: Mapping[IPv4Network, str]) -> dict[str, list[IPv4Network]]:
-    result: dict[str, list[IPv4Network]] = {}
-    for block, host in sorted(affinity.items()):
-        result.setdefault(host, []).append(block)
-    return result

@@ -74,11 +74,6 @@ def pod_netns(lab: str, namespace: str, pod: str) -> str:
     return f"{lab}.{namespace}.{pod}"
 
 
-def lab_of_netns(netns: str) -> str:
-    """The lab a netns belongs to (its name up to the first dot)."""
-    return netns.split(".", 1)[0]
-
-
 def workload_interface(namespace: str, pod: str) -> str:
     """Calico's host-side veth name: cali + 11 hex chars of SHA-1("<namespace>.<pod>")."""
     digest = hashlib.sha1(f"{namespace}.{pod}".encode()).hexdigest()

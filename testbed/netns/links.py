@@ -83,9 +83,6 @@ class NetnsLinks:
         link = self._ipr.get_links(self.index(ifname))[0]
         return str(link.get_attr("IFLA_ADDRESS"))
 
-    def link_names(self) -> list[str]:
-        return sorted(str(link.get_attr("IFLA_IFNAME")) for link in self._ipr.get_links())
-
     # -- addresses, routes, neighbours -----------------------------------------------------
     def add_address(self, ifname: str, address: str, prefixlen: int) -> None:
         self._ipr.addr("add", index=self.index(ifname), address=address, prefixlen=prefixlen)

@@ -122,7 +122,3 @@ def write_sysctls(name: str, values: Mapping[str, str | int]) -> None:
             sysctl_path(key).write_text(f"{value}\n")
 
     run_inside(name, write)
-
-
-def read_sysctl(name: str, key: str) -> str:
-    return run_inside(name, lambda: sysctl_path(key).read_text().strip())

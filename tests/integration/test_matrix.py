@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.labs import running_lab, RootSnapshot, lab_netns, testbed, unique
+from tests.integration.labs import running_lab, testbed
 
 pytestmark = pytest.mark.root
 

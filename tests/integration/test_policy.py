@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.labs import running_lab, REPO, RootSnapshot, in_netns, lab_netns, status_json, testbed, unique
+from tests.integration.labs import running_lab, REPO, in_netns, status_json, testbed
 
 pytestmark = pytest.mark.root
 

@@ -21,8 +21,6 @@ chains; flush, then delete, stale chains (nothing references them any more by th
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 import re
 import time
