@@ -161,7 +161,8 @@ def status(lab: str) -> LabStatus:
     recorded = state.load(lab)
     if recorded is None:
         raise LabError(f"no lab named {lab!r} is up")
-    etcd_pid = next((p.pid for p in recorded.processes if p.name == "etcd"), None)
+    etcd = next((p for p in recorded.processes if p.name == "etcd"), None)
+    etcd_pid = etcd.pid if etcd else None
     result = LabStatus(
         lab=lab,
         topology=recorded.topology,
@@ -170,7 +171,7 @@ def status(lab: str) -> LabStatus:
         etcd={
             "endpoint": f"http://{addressing.FABRIC_GATEWAY}:{addressing.ETCD_CLIENT_PORT}",
             "pid": etcd_pid,
-            "running": etcd_pid is not None and processes.is_alive(etcd_pid),
+            "running": etcd is not None and processes.is_ours(etcd.pid, etcd.start_time),
             "healthy": False,
         },
     )
@@ -291,13 +292,12 @@ def bgp_status(lab: str, host: str | None = None) -> list[BgpStatus]:
             if host is not None and node.name != host:
                 continue
             record = pids.get(f"bgp {node.name}")
-            running = record is not None and processes.start_time(record.pid) == record.start_time
             reported = store.get(keys.bgp_status(node.name)) or {}
             result.append(
                 BgpStatus(
                     host=node.name,
                     ip=str(node.ip),
-                    running=running and processes.is_alive(record.pid if record else 0),
+                    running=record is not None and processes.is_ours(record.pid, record.start_time),
                     peers=list(reported.get("peers", [])),
                     updated=reported.get("updated"),
                 )
@@ -332,7 +332,7 @@ def start_speaker(lab: str, host: str) -> int:
     if node is None:
         raise LabError(f"host {host!r} not found in lab {lab!r}")
     current = [p for p in recorded.processes if p.name == f"bgp {host}"]
-    if any(processes.start_time(p.pid) == p.start_time and processes.is_alive(p.pid) for p in current):
+    if any(processes.is_ours(p.pid, p.start_time) for p in current):
         raise LabError(f"the BGP speaker of {host} is already running")
     recorded.processes = [p for p in recorded.processes if p.name != f"bgp {host}"]
     return speakers.spawn_speaker(lab, host, str(records.node_summary(node).ip), recorded)

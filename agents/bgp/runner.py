@@ -16,19 +16,18 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
-import os
 import queue
 import signal
 import sys
 import threading
 import time
-from pathlib import Path
 from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
 from agents.bgp.config import Peer
 from agents.bgp.glue import Glue
 from testbed import naming
+from testbed.netns import namespaces
 from testbed.addressing import AS_NUMBER
 from testbed.datastore import keys
 from testbed.datastore.base import Datastore, DatastoreError, WatchEvent
@@ -41,7 +40,6 @@ BACKOFF_FIRST, BACKOFF_MAX = 0.5, 10.0
 HEALTHY_WATCH = 5.0  # a watch that lived this long resets the backoff
 ETCD_TIMEOUT = 3.0
 
-NETNS_DIR = Path("/run/netns")
 LOG = logging.getLogger("agents.bgp.glue")
 
 
@@ -201,22 +199,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def in_host_netns(lab: str, host: str) -> bool:
-    """True only inside the lab host's own netns (/run/netns/<lab>.<host>): anywhere else
-    the glue would program another namespace's routes and reach for an etcd that is not
-    the lab's (from the machine's namespace, 172.18.203.1 is out on the real network)."""
-    try:
-        here = os.stat("/proc/self/ns/net")
-        there = os.stat(NETNS_DIR / naming.host_netns(lab, host))
-    except OSError:
-        return False
-    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.lab, args.host, args.verbose)
-    if not in_host_netns(args.lab, args.host):
+    if not namespaces.is_current(naming.host_netns(args.lab, args.host)):
         LOG.error("refusing to run outside netns %s: the glue belongs to that lab host", naming.host_netns(args.lab, args.host))
         return 2
     from agents.bgp.kernel import NetlinkKernel

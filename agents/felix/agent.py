@@ -23,6 +23,7 @@ from typing import Any
 from agents.felix.apply import IPSets, IptablesTable, SubprocessRunner, apply_all
 from agents.felix.render.host import HostRules, render_host
 from testbed import naming
+from testbed.netns import namespaces
 from testbed.datastore import keys
 from testbed.datastore.base import Datastore, DatastoreError
 from testbed.kube.objects import NETWORK_POLICIES
@@ -30,7 +31,6 @@ from testbed.kube.view import read_view
 from testbed.model.policy import Endpoint
 
 LOG = logging.getLogger("agents.felix")
-NETWORK_DIR = Path("/run/netns")
 RESYNC_SECONDS = 10.0  # Felix v3.28 resyncs ipsets every 10 s; we resync everything
 DEBOUNCE_SECONDS = 0.01
 FELIX_STATUS = keys.TESTBED + "felix/"
@@ -104,16 +104,6 @@ class Agent:
         self.store.put(status_key(self.host), {"host": self.host, "revision": view.revision, "updated": time.time()})
 
 
-def in_host_netns(lab: str, host: str) -> bool:
-    import os
-
-    try:
-        here, there = os.stat("/proc/self/ns/net"), os.stat(NETWORK_DIR / naming.host_netns(lab, host))
-    except OSError:
-        return False
-    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
-
-
 def run(agent: Agent, store: Datastore, events: queue.SimpleQueue[str], resync: float = RESYNC_SECONDS) -> None:
     """Sync, then wait for a change (debounced), a lost watch, "stop" or the resync timer."""
     cancels: list[Any] = []
@@ -161,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--etcd", required=True, help="HOST:PORT of the lab's etcd")
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format=f"%(asctime)s felix lab={args.lab} host={args.host} %(levelname)s %(message)s")
-    if not in_host_netns(args.lab, args.host):
+    if not namespaces.is_current(naming.host_netns(args.lab, args.host)):
         LOG.error("refusing to run outside netns %s", naming.host_netns(args.lab, args.host))
         return 2
     from testbed.datastore.etcd import EtcdDatastore

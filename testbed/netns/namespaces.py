@@ -46,6 +46,16 @@ def remove(name: str) -> None:
         _netns.remove(name)
 
 
+def is_current(name: str) -> bool:
+    """True when the calling process lives in netns ``name`` (agents check this before they
+    touch routes or reach for the lab's etcd: from elsewhere, 172.18.203.1 is not the lab)."""
+    try:
+        here, there = os.stat("/proc/self/ns/net"), os.stat(path_of(name))
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
 def names_with_prefix(prefix: str) -> list[str]:
     """Named namespaces whose name starts with ``prefix``, sorted."""
     try:

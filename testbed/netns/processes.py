@@ -64,6 +64,11 @@ def is_alive(pid: int) -> bool:
     return state[state.rindex(")") + 2] != "Z"
 
 
+def is_ours(pid: int, recorded_start: int | None) -> bool:
+    """A recorded process still running as itself: alive, and not a recycled PID."""
+    return recorded_start is not None and start_time(pid) == recorded_start and is_alive(pid)
+
+
 def stop(pids: Iterable[int], timeout: float = 3.0) -> None:
     """SIGTERM each process, wait up to ``timeout``, then SIGKILL what is left; reap children."""
     targets = [p for p in set(pids) if p > 1 and p != os.getpid()]

@@ -37,11 +37,7 @@ def _recorded_pids(lab: str) -> list[int]:
     recorded = state.load(lab)
     if recorded is None:
         return []
-    return [
-        p.pid
-        for p in recorded.processes
-        if p.start_time is not None and processes.start_time(p.pid) == p.start_time
-    ]
+    return [p.pid for p in recorded.processes if processes.is_ours(p.pid, p.start_time)]
 
 
 def teardown(lab: str) -> TeardownReport:
