@@ -17,7 +17,9 @@ NETNS_DIR = Path("/run/netns")
 
 
 def testbed(*args: str, input: str | None = None, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run `testbed ARGS...` (this checkout's code) and return the finished process."""
+    """Run `testbed ARGS...` (this checkout's code) and return the finished process.
+    TESTBED_LAB from the caller's shell is dropped: tests name their labs."""
+    env = {k: v for k, v in os.environ.items() if k != "TESTBED_LAB"}
     proc = subprocess.run(
         [sys.executable, "-m", "testbed", *args],
         cwd=REPO,
@@ -25,7 +27,7 @@ def testbed(*args: str, input: str | None = None, timeout: float = 120, check: b
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**env, "PYTHONPATH": str(REPO)},
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"testbed {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")

@@ -118,8 +118,8 @@ def test_two_labs_side_by_side(root_before: RootSnapshot) -> None:
             a, b = pods_by_host(status)["host1"][:2]
             testbed("exec", "--lab", lab, f"{a['namespace']}/{a['name']}", "--", "ping", "-c", "1", "-W", "2", b["ip"])
         ambiguous = testbed("status", check=False)
-        if ambiguous.returncode != 0:
-            assert "several labs are up" in ambiguous.stderr
+        assert ambiguous.returncode == 1
+        assert "several labs are up" in ambiguous.stderr and first in ambiguous.stderr and second in ambiguous.stderr
     finally:
         testbed("down", first, check=False)
         testbed("down", second, check=False)
