@@ -33,12 +33,7 @@ from testbed.model.policy import Endpoint
 LOG = logging.getLogger("agents.felix")
 RESYNC_SECONDS = 10.0  # Felix v3.28 resyncs ipsets every 10 s; we resync everything
 DEBOUNCE_SECONDS = 0.01
-FELIX_STATUS = keys.TESTBED + "felix/"
 WATCHED = (keys.WORKLOAD_ENDPOINTS, keys.K8S_NAMESPACES, NETWORK_POLICIES)
-
-
-def status_key(host: str) -> str:
-    return f"{FELIX_STATUS}{host}"
 
 
 class Dataplane:
@@ -87,6 +82,8 @@ class Agent:
         """Render and apply; workload routes and sysctls are checked when the local
         endpoints changed and on every full (timed) resync, not on each policy change."""
         started = time.monotonic()
+        if self.enforced == 0 and self.store.get(keys.LAB) is None:
+            return  # like Felix: no kernel writes before the first complete snapshot
         view = read_view(self.store)
         rules = render_host(self.host, view.endpoints, view.namespaces, view.policies)
         local = tuple(ep for ep in view.endpoints if ep.host == self.host)
@@ -101,7 +98,7 @@ class Agent:
             )
         else:
             LOG.debug("revision %d unchanged, checked in %.0f ms", view.revision, took)
-        self.store.put(status_key(self.host), {"host": self.host, "revision": view.revision, "updated": time.time()})
+        self.store.put(keys.felix_status(self.host), {"host": self.host, "revision": view.revision, "updated": time.time()})
 
 
 def run(agent: Agent, store: Datastore, events: queue.SimpleQueue[str], resync: float = RESYNC_SECONDS) -> None:

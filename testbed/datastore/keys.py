@@ -33,6 +33,7 @@ PODS = REGISTRY + "pods/"
 TESTBED = "/testbed/"
 LAB = TESTBED + "lab"
 BGP_STATUS = TESTBED + "bgp/"  # <host>: its speaker's sessions, as `calicoctl node status` shows
+FELIX_STATUS = TESTBED + "felix/"  # <host>: the etcd revision its policy agent enforces
 
 # Names Calico gives the profiles it derives from Kubernetes objects.
 NAMESPACE_PROFILE_PREFIX = "kns."
@@ -159,6 +160,10 @@ def bgp_status(host: str) -> str:
 
 
 # --- Kubernetes ---------------------------------------------------------------------
+
+
+def felix_status(host: str) -> str:
+    return FELIX_STATUS + host
 
 
 def k8s_namespace(name: str) -> str:

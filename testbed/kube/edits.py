@@ -9,7 +9,7 @@ from testbed.datastore import keys, records
 from testbed.datastore.base import Datastore
 from testbed.kube.errors import ManifestError
 from testbed.kube.objects import NETWORK_POLICIES, POLICY_KIND, Change, policy_key
-from testbed.topology.labels import label_key_problem, label_value_problem
+from testbed.labels import label_key_problem, label_value_problem
 
 KINDS = {
     "networkpolicy": "networkpolicies", "networkpolicies": "networkpolicies", "netpol": "networkpolicies",

@@ -20,7 +20,7 @@ from testbed.datastore.base import Datastore
 from testbed.kube.errors import ManifestError, dns_label_problems
 from testbed.kube.policy import network_policy_to_dict, parse_network_policy
 from testbed.runtime.plan import NamespacePlan
-from testbed.topology.labels import label_key_problem, label_value_problem
+from testbed.labels import label_key_problem, label_value_problem
 
 POLICY_KIND = "networkpolicy.networking.k8s.io"
 NETWORK_POLICIES = keys.REGISTRY + "networkpolicies/"

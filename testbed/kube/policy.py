@@ -31,7 +31,7 @@ from testbed.model.policy import (
     PolicyRule,
     Protocol,
 )
-from testbed.topology.labels import label_key_problem, label_value_problem
+from testbed.labels import label_key_problem, label_value_problem
 
 API_VERSION = "networking.k8s.io/v1"
 KIND = "NetworkPolicy"

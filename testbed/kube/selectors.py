@@ -9,7 +9,7 @@ from typing import Any
 
 from testbed.kube.errors import FieldReport
 from testbed.model.policy import LabelSelector, Operator, Requirement
-from testbed.topology.labels import label_key_problem, label_value_problem
+from testbed.labels import label_key_problem, label_value_problem
 
 OPERATORS: tuple[Operator, ...] = ("In", "NotIn", "Exists", "DoesNotExist")
 _WITH_VALUES = ("In", "NotIn")

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
-from pyroute2 import netns as _netns
 
 NETNS_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000
@@ -37,13 +36,17 @@ def create(name: str) -> None:
     """Create a named netns (as `ip netns add`): fails if the name is taken."""
     if exists(name):
         raise FileExistsError(f"network namespace {name} already exists")
-    _netns.create(name)
+    from pyroute2 import netns  # here: processes that only check where they are skip its import
+
+    netns.create(name)
 
 
 def remove(name: str) -> None:
     """Unmount and delete a named netns; a missing one is not an error."""
     if exists(name):
-        _netns.remove(name)
+        from pyroute2 import netns
+
+        netns.remove(name)
 
 
 def is_current(name: str) -> bool:

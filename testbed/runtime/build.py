@@ -196,8 +196,10 @@ def _build(plan: LabPlan, lab_state: state.LabState, progress: Progress) -> None
         )
         store.put_many(records.lab_records(plan, lab_state.created))
         progress("etcd", 1, 1)
-        policy_agents.wait_enforced(store, [h.name for h in plan.hosts], store.last_write_revision, ENFORCE_TIMEOUT)
+        written = store.last_write_revision
+        # BGP and the policy agents come up side by side: wait for both, slower one first.
         wait_bgp(plan, progress, store)
+        policy_agents.wait_enforced(store, [h.name for h in plan.hosts], written, ENFORCE_TIMEOUT)
     for pod in plan.pods:
         start_pod_program(plan.lab, pod, lab_state)
     lab_state.phase = "up"

@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 import time
 
-from agents.felix.agent import status_key
 from testbed import addressing
+from testbed.datastore import keys
 from testbed.datastore.base import Datastore
 from testbed.netns import processes
 from testbed.runtime import state
@@ -35,7 +35,7 @@ def lagging(store: Datastore, hosts: list[str], revision: int) -> list[str]:
     """Hosts whose agent has not yet enforced ``revision``."""
     late = []
     for host in hosts:
-        reported = store.get(status_key(host)) or {}
+        reported = store.get(keys.felix_status(host)) or {}
         if int(reported.get("revision", 0)) < revision:
             late.append(host)
     return late

@@ -14,7 +14,7 @@ from typing import Any
 
 from testbed import addressing, naming
 from testbed.topology.errors import FieldPath, Problem, show
-from testbed.topology.labels import label_key_problem, label_value_problem
+from testbed.labels import label_key_problem, label_value_problem
 from testbed.topology.schema import kind_of, schema_problems
 
 MAX_HOST_NAME = 63  # a DNS label

@@ -12,7 +12,7 @@ import yaml
 from testbed import naming
 from testbed.model.topology import LabOptions, PodSpec
 from testbed.topology import SCHEMA_PATH, builtin_topologies, load_schema
-from testbed.topology.labels import LABEL_KEY, LABEL_VALUE
+from testbed.labels import LABEL_KEY, LABEL_VALUE
 from testbed.topology.loader import _builtin_files
 from testbed.topology.validate import MAX_HOST_NAME
 
