@@ -20,6 +20,10 @@
     netns) connects to the lab's etcd over TCP and times the agent's own building blocks:
     ``read_view``, ``render_host`` and a fresh ``Dataplane().apply`` (read back, diff,
     nothing to write since the agent already applied; plus the local routes/sysctls).
+    An upper bound of the agent's own timed resync: that one reads the kernel back and
+    checks the workloads, but takes the view from its watch-fed cache (no ``read``) and
+    its rule ids and rendered chains from memory; a fresh process pays for both, and for
+    importing pyroute2.
 - policy-quick: the same on one small lab (4 hosts x 5 pods) for --quick.
 
 The live parts use bench.py's helpers (``h``: the bench module, passed in by bench.py).
@@ -250,12 +254,14 @@ def summary_lines(section: Mapping[str, Any]) -> list[str]:
 RESYNC_SCRIPT = r"""
 import json, sys, time
 t0 = time.perf_counter()
-from agents.felix.agent import Dataplane, in_host_netns
+from agents.felix.agent import Dataplane
 from agents.felix.render.host import render_host
+from testbed import naming
+from testbed.netns import namespaces
 from testbed.datastore.etcd import EtcdDatastore
 from testbed.kube.view import read_view
 lab, host, addr, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-if not in_host_netns(lab, host):
+if not namespaces.is_current(naming.host_netns(lab, host)):
     print(json.dumps({"error": "not in the host netns"})); sys.exit(2)
 imported = time.perf_counter()
 with EtcdDatastore.over_tcp(addr, port) as store:

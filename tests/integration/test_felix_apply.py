@@ -85,21 +85,67 @@ def test_apply_twice_second_writes_nothing(runner):
     assert _rules(save(runner), "FORWARD")[0].startswith('-A FORWARD -m comment --comment "cali:')
 
 
-def test_rule_deleted_by_hand_comes_back(runner):
+def test_rule_deleted_by_hand_comes_back_on_resync(runner):
     filter_table, raw_table, sets = agent(runner)
     apply_all([filter_table, raw_table], sets)
     good = save(runner)
     runner.run(["iptables-legacy", "-D", ENDPOINT.name, "2"])
     runner.run(["iptables-legacy", "-D", "FORWARD", "1"])
     runner.run(["iptables-legacy", "-I", "FORWARD", "1", "-j", "ACCEPT"])
-    report = apply_all([filter_table, raw_table], sets)
+    runner.run(["ipset", "del", SET.name, "10.65.0.2"])
+    # Between resyncs the appliers trust what they wrote: the drift is not seen...
+    assert not apply_all([filter_table, raw_table], sets).wrote
+    # ...until the timed resync reads the kernel back and repairs it.
+    report = apply_all([filter_table, raw_table], sets, resync=True)
     assert report.tables[0].chains_written == (ENDPOINT.name,)
     assert report.tables[0].hooks_inserted == 1
+    assert report.ipset_updates.members_added == 1
     repaired = save(runner)
     assert _rules(repaired, ENDPOINT.name) == _rules(good, ENDPOINT.name)
     forward = _rules(repaired, "FORWARD")
     assert forward[0].endswith("-j cali-FORWARD") and forward[1] == "-A FORWARD -j ACCEPT"
-    assert not apply_all([filter_table, raw_table], sets).wrote
+    assert "add cali40s:web 10.65.0.2" in runner.run(["ipset", "save", SET.name])
+    assert not apply_all([filter_table, raw_table], sets, resync=True).wrote
+
+
+def test_a_change_is_written_without_reading_the_kernel_back(runner):
+    """Felix's memory: after the first apply, a change is diffed against what was written."""
+    calls: list[tuple[str, ...]] = []
+
+    class Recording(SubprocessRunner):
+        def run(self, argv, input=None):
+            calls.append(tuple(argv))
+            return super().run(argv, input)
+
+    recording = Recording(prefix=runner.prefix)
+    filter_table, raw_table, sets = agent(recording)
+    apply_all([filter_table, raw_table], sets)
+    calls.clear()
+    wider = IPSet(SET.name, SET.kind, SET.members | {"10.65.0.3/32"})
+    changed = Chain(ENDPOINT.name, (ENDPOINT.rules[0], Rule(ENDPOINT.rules[1].match.replace("80", "81"), "-j ACCEPT"), ENDPOINT.rules[2]))
+    sets.desired([wider])
+    filter_table.desired([FORWARD, DISPATCH, changed], HOOKS)
+    report = apply_all([filter_table, raw_table], sets)
+    programs = [argv[0] for argv in calls]
+    assert programs == ["ipset", "iptables-legacy-restore"]  # no save, no list; raw untouched
+    assert report.tables[0].chains_written == (ENDPOINT.name,) and not report.read_back
+    assert "--dport 81" in save(runner) and "10.65.0.3" in runner.run(["ipset", "save", SET.name])
+    # What a read-back finds is exactly what memory said: a resync writes nothing.
+    assert not apply_all([filter_table, raw_table], sets, resync=True).wrote
+
+
+def test_after_a_failed_write_the_next_apply_reads_back(runner):
+    filter_table, raw_table, sets = agent(runner)
+    apply_all([filter_table, raw_table], sets)
+    broken = Chain("cali-broken", (Rule("-m set --match-set cali40s:missing src", "-j ACCEPT"),))
+    filter_table.desired([FORWARD, DISPATCH, ENDPOINT, broken], HOOKS)
+    with pytest.raises(RestoreError):
+        apply_all([filter_table, raw_table], sets)
+    runner.run(["iptables-legacy", "-D", ENDPOINT.name, "2"])  # drift while out of sync
+    filter_table.desired([FORWARD, DISPATCH, ENDPOINT], HOOKS)
+    report = apply_all([filter_table, raw_table], sets)  # not a resync, yet read back
+    assert report.read_back and report.tables[0].chains_written == (ENDPOINT.name,)
+    assert len(_rules(save(runner), ENDPOINT.name)) == 3
 
 
 def test_ipsets_exist_before_the_rules_that_use_them(runner):

@@ -192,3 +192,17 @@ def test_a_lab_that_could_not_come_up_is_a_row_not_a_crash() -> None:
         console.print(line)
     text = console.file.getvalue()
     assert "up failed" in text and "policy policy 1000 pods: up failed: testbed: error:" in text
+
+
+def test_resync_script_imports_what_exists():
+    """The resync probe runs in a host netns as a separate script: a renamed import there
+    only fails in the middle of a bench run. Every name it imports must exist."""
+    import ast
+    import importlib
+
+    tree = ast.parse(bp.RESYNC_SCRIPT)
+    imported = [(node.module, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                for alias in node.names]  # fmt: skip
+    assert ("agents.felix.agent", "Dataplane") in imported
+    for module, name in imported:
+        assert hasattr(importlib.import_module(module), name), f"{module}.{name}"

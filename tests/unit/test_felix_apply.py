@@ -332,28 +332,128 @@ def test_bad_ipsets_are_refused():
 # --- apply_all: the order contract --------------------------------------------------------
 
 
-def test_apply_all_order_sets_then_tables_then_set_deletes():
-    runner = FakeRunner({SAVE: EMPTY, ("iptables-legacy-save", "-t", "raw"): "*raw\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n",
-                         ("ipset", "list", "-n"): "cali40s:a\ncali40s:old\n"})
+RAW_SAVE = ("iptables-legacy-save", "-t", "raw")
+RAW_EMPTY = "*raw\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n"
+SAVED_OLD = "create cali40s:old hash:net family inet hashsize 1024 maxelem 1048576\nadd cali40s:old 10.9.0.1\n"
+
+
+def dataplane(runner: FakeRunner) -> tuple[IptablesTable, IptablesTable, IPSets]:
     filter_table = IptablesTable("filter", runner)
     filter_table.desired([DISPATCH, ENDPOINT], [HOOK])
     raw_table = IptablesTable("raw", runner)
     raw_table.desired([Chain("cali-PREROUTING", ())], [("PREROUTING", Rule("", "-j cali-PREROUTING"))])
     sets = IPSets(runner)
     sets.desired([SET_A])
+    return filter_table, raw_table, sets
+
+
+def test_apply_all_order_sets_then_tables_then_set_deletes():
+    runner = FakeRunner({SAVE: EMPTY, RAW_SAVE: RAW_EMPTY, IPSET_SAVE: SAVED_OLD})
+    filter_table, raw_table, sets = dataplane(runner)
     report = apply_all([filter_table, raw_table], sets)
-    assert isinstance(report, AllReport) and report.wrote
+    assert isinstance(report, AllReport) and report.wrote and report.read_back
     assert [c.argv for c in runner.calls] == [
         ("ipset", "save"),
         ("ipset", "restore", "-exist"),
         SAVE,
         RESTORE,
-        ("iptables-legacy-save", "-t", "raw"),
+        RAW_SAVE,
         RESTORE,
-        ("ipset", "list", "-n"),
-        ("ipset", "restore"),
+        ("ipset", "restore"),  # the stale set, known from the save: no `ipset list -n`
     ]
     assert report.ipset_deletes.destroyed == ("cali40s:old",)
+
+
+# --- memory: a normal apply trusts what it wrote; a resync reads back ----------------------
+
+
+def applied() -> tuple[FakeRunner, IptablesTable, IptablesTable, IPSets]:
+    """A dataplane after its first (read-back) apply; the runner's calls cleared."""
+    runner = FakeRunner({SAVE: EMPTY, RAW_SAVE: RAW_EMPTY, IPSET_SAVE: ""})
+    filter_table, raw_table, sets = dataplane(runner)
+    apply_all([filter_table, raw_table], sets)
+    runner.calls.clear()
+    return runner, filter_table, raw_table, sets
+
+
+def test_nothing_changed_runs_no_command_at_all():
+    runner, filter_table, raw_table, sets = applied()
+    report = apply_all([filter_table, raw_table], sets)
+    assert runner.calls == []
+    assert not report.wrote and not report.read_back
+
+
+def test_a_changed_chain_is_written_from_memory_without_a_save():
+    runner, filter_table, raw_table, sets = applied()
+    changed = Chain("cali-fw-x", (Rule("-m set --match-set cali40s:a src -p tcp --dport 81", "-j ACCEPT"), Rule("", "-j DROP")))
+    filter_table.desired([DISPATCH, changed], [HOOK])
+    report = apply_all([filter_table, raw_table], sets)
+    assert [c.argv for c in runner.calls] == [RESTORE]  # no save, no ipset command, raw untouched
+    assert restores(runner) == [
+        "*filter\n"
+        ":cali-fw-x - -\n"
+        '-A cali-fw-x -m comment --comment "cali:lhm2vk7XO9iMGl9o" -m set --match-set cali40s:a src -p tcp --dport 81 -j ACCEPT\n'
+        '-A cali-fw-x -m comment --comment "cali:BdAfECz4JTtgNXob" -j DROP\n'
+        "COMMIT\n"
+    ]
+    assert report.tables[0].chains_written == ("cali-fw-x",) and not report.read_back
+    # Back to the first content: memory knows the kernel holds the new one, so it is written again.
+    filter_table.desired([DISPATCH, ENDPOINT], [HOOK])
+    assert apply_all([filter_table, raw_table], sets).tables[0].chains_written == ("cali-fw-x",)
+
+
+def test_member_changes_and_stale_sets_from_memory():
+    runner, filter_table, raw_table, sets = applied()
+    sets.desired([IPSet("cali40s:a", "hash:net", frozenset({"10.0.0.1", "10.2.0.0/16"})), IPSet("cali40s:b", "hash:net", frozenset())])
+    apply_all([filter_table, raw_table], sets)
+    assert [(c.argv, c.input) for c in runner.calls] == [
+        (IPSET_RESTORE, "del cali40s:a 10.1.0.0/16\nadd cali40s:a 10.2.0.0/16\n"
+                        "create cali40s:b hash:net family inet maxelem 1048576\nCOMMIT\n"),
+    ]
+    runner.calls.clear()
+    sets.desired([IPSet("cali40s:b", "hash:net", frozenset())])
+    report = apply_all([filter_table, raw_table], sets)
+    assert [(c.argv, c.input) for c in runner.calls] == [(("ipset", "restore"), "destroy cali40s:a\nCOMMIT\n")]
+    assert report.ipset_deletes.destroyed == ("cali40s:a",) and not report.ipset_deletes.read_back
+
+
+def test_drift_is_not_seen_by_a_normal_apply_but_repaired_on_resync():
+    runner, filter_table, raw_table, sets = applied()
+    drifted = IN_SYNC.replace('-A cali-fw-x -m comment --comment "cali:Hkk9l3K7r3LDAViB" -j DROP\n', "")
+    runner.set_outputs({SAVE: drifted, RAW_SAVE: RAW_EMPTY.replace("COMMIT", ":cali-PREROUTING - [0:0]\n"
+                        '-A PREROUTING -m comment --comment "cali:fcX5mFRTV6wf2ux7" -j cali-PREROUTING\nCOMMIT'),
+                        IPSET_SAVE: SAVED_A.replace("add cali40s:a 10.0.0.1\n", "")})
+    assert not apply_all([filter_table, raw_table], sets).wrote  # memory is trusted between resyncs
+    report = apply_all([filter_table, raw_table], sets, resync=True)
+    assert report.read_back and report.tables[0].read_back and report.ipset_updates.read_back
+    assert report.tables[0].chains_written == ("cali-fw-x",)
+    assert report.ipset_updates.members_added == 1
+    assert [c.argv for c in runner.calls] == [IPSET_SAVE, IPSET_RESTORE, SAVE, RESTORE, RAW_SAVE]
+
+
+def test_after_a_failed_restore_the_next_apply_reads_back():
+    runner, filter_table, raw_table, sets = applied()
+    filter_table.desired([DISPATCH], [HOOK])
+    runner.set_outputs({RESTORE: CommandError(list(RESTORE), 1, "boom"), SAVE: IN_SYNC})
+    with pytest.raises(RestoreError):
+        apply_all([filter_table, raw_table], sets)
+    runner.outputs.pop(RESTORE)
+    runner.calls.clear()
+    report = apply_all([filter_table, raw_table], sets)
+    assert report.read_back and IPSET_SAVE in [c.argv for c in runner.calls]
+    assert report.tables[0].chains_deleted == ("cali-fw-x",) and report.tables[0].read_back
+
+
+def test_hooks_are_moved_only_after_a_read_back():
+    """Kernel chains are shared with other writers: a rule number is taken from the kernel."""
+    runner, filter_table, raw_table, sets = applied()
+    # Someone inserted a rule above ours since; the memory does not know it.
+    runner.set_outputs({SAVE: IN_SYNC.replace("-A FORWARD -m", "-A FORWARD -j ACCEPT\n-A FORWARD -m")})
+    filter_table.desired([DISPATCH, ENDPOINT], [HOOK, ("INPUT", Rule("", "-j cali-FORWARD"))])
+    report = filter_table.apply()
+    assert report.read_back
+    assert [c.argv for c in runner.calls] == [SAVE, RESTORE]
+    assert restores(runner)[0].splitlines()[1:3] == ["-D FORWARD 2", "-I FORWARD 1 -m comment --comment \"cali:08jqYS0VufrOtUU9\" -j cali-FORWARD"]
 
 
 def test_apply_all_stops_before_set_deletes_when_a_table_fails():
@@ -365,3 +465,154 @@ def test_apply_all_stops_before_set_deletes_when_a_table_fails():
     with pytest.raises(RestoreError):
         apply_all([t], sets)
     assert ("ipset", "list", "-n") not in [c.argv for c in runner.calls]
+
+
+# --- the agent: a change re-reads what changed and writes without reading the kernel -------
+
+from agents.felix.agent import Agent, Changes, Dataplane, claimable  # noqa: E402
+from testbed.datastore import keys  # noqa: E402
+from testbed.datastore.memory import MemoryDatastore  # noqa: E402
+from testbed.kube.objects import NETWORK_POLICIES  # noqa: E402
+from testbed.kube.view import ViewCache  # noqa: E402
+
+
+def endpoint_value(pod: str, ip: str, host: str = "host1") -> dict:
+    return {
+        "metadata": {"name": f"{host}-k8s-{pod}-eth0", "namespace": "demo", "labels": {"app": "web"}},
+        "spec": {"pod": pod, "node": host, "ipNetworks": [f"{ip}/32"], "interfaceName": "cali0"},
+    }
+
+
+def policy_value(port: int) -> dict:
+    return {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "web", "namespace": "demo"},
+        "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"],
+                 "ingress": [{"from": [{"podSelector": {}}], "ports": [{"protocol": "TCP", "port": port}]}]},
+    }  # fmt: skip
+
+
+class CountingStore(MemoryDatastore):
+    """Records which prefixes were listed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listed: list[str] = []
+
+    def list(self, prefix: str) -> dict:
+        self.listed.append(prefix)
+        return super().list(prefix)
+
+
+def cluster() -> CountingStore:
+    store = CountingStore()
+    store.put(keys.LAB, {"name": "lab"})
+    store.put(keys.K8S_NAMESPACES + "demo", {"metadata": {"name": "demo", "labels": {}}})
+    store.put(keys.WORKLOAD_ENDPOINTS + "demo/a", endpoint_value("a", "10.65.0.1"))
+    store.put(keys.WORKLOAD_ENDPOINTS + "demo/b", endpoint_value("b", "10.65.0.64", "host2"))
+    store.put(NETWORK_POLICIES + "demo/web", policy_value(80))
+    return store
+
+
+def test_view_cache_lists_only_what_it_is_told_and_reuses_parsed_endpoints():
+    store = cluster()
+    cache = ViewCache()
+    first = cache.read(store, ())  # never read: everything is listed
+    assert sorted(store.listed) == sorted([keys.WORKLOAD_ENDPOINTS, keys.K8S_NAMESPACES, NETWORK_POLICIES])
+    assert [ep.name for ep in first.endpoints] == ["a", "b"] and first.policies[0].name == "web"
+    store.put(NETWORK_POLICIES + "demo/web", policy_value(81))
+    store.put(keys.WORKLOAD_ENDPOINTS + "demo/c", endpoint_value("c", "10.65.0.2"))
+    store.listed.clear()
+    second = cache.read(store, {NETWORK_POLICIES})
+    assert store.listed == [NETWORK_POLICIES]
+    assert second.revision == store.revision()
+    assert second.policies != first.policies
+    assert [ep.name for ep in second.endpoints] == ["a", "b"]  # the caller said: unchanged
+    third = cache.read(store, {keys.WORKLOAD_ENDPOINTS})
+    assert [ep.name for ep in third.endpoints] == ["a", "b", "c"]
+    assert third.endpoints[0] is first.endpoints[0]  # an unchanged value is not parsed again
+
+
+def test_claimable_holds_back_changes_a_cached_prefix_missed():
+    assert claimable(10, {}, set()) == 10
+    # The endpoints were taken from the cache, and an endpoint change at 8 arrived meanwhile.
+    assert claimable(10, {keys.WORKLOAD_ENDPOINTS: 8}, {NETWORK_POLICIES}) == 7
+    # A change at 8 of a prefix this sync re-listed (after reading revision 10) is in the view.
+    assert claimable(10, {NETWORK_POLICIES: 8}, {NETWORK_POLICIES}) == 10
+    # Changes after the view's revision are for the next sync.
+    assert claimable(10, {keys.WORKLOAD_ENDPOINTS: 11}, set()) == 10
+
+
+def test_changes_keep_the_lowest_revision_per_prefix():
+    changes = Changes()
+    changes.note("/a/", 7)
+    changes.note("/a/", 5)
+    changes.note("/b/", 9)
+    assert changes.pending() == {"/a/": 5, "/b/": 9}
+    assert changes.take() == {"/a/": 5, "/b/": 9} and changes.take() == {}
+
+
+class NoWorkloads(Dataplane):
+    @staticmethod
+    def ensure_workloads(local) -> None:  # routes and sysctls need a host netns
+        pass
+
+
+def test_agent_policy_change_rereads_policies_only_and_never_reads_the_kernel_back():
+    store = cluster()
+    runner = FakeRunner()
+    agent = Agent(store, "host1", NoWorkloads(runner))
+    agent.sync(full=True)
+    assert {c.argv[0] for c in runner.calls} >= {"iptables-legacy-save", "ipset"}  # first: read back
+    assert store.get(keys.felix_status("host1"))["revision"] == agent.enforced > 0
+    store.put(NETWORK_POLICIES + "demo/web", policy_value(81))
+    written = store.last_write_revision
+    agent.changes.note(NETWORK_POLICIES, written)
+    runner.calls.clear()
+    store.listed.clear()
+    agent.sync(full=False)
+    assert NETWORK_POLICIES in store.listed
+    assert keys.WORKLOAD_ENDPOINTS not in store.listed and keys.K8S_NAMESPACES not in store.listed
+    assert not [c for c in runner.calls if c.argv[0] == "iptables-legacy-save" or c.argv[:2] in (("ipset", "save"), ("ipset", "list"))]
+    filter_writes = [c.input or "" for c in runner.calls if (c.input or "").startswith("*filter")]
+    assert len(filter_writes) == 1 and "--dports 81" in filter_writes[0] and "--dports 80" not in filter_writes[0]
+    assert agent.enforced == written
+    # The timed resync reads everything again, the kernel included.
+    runner.calls.clear()
+    agent.sync(full=True)
+    assert "iptables-legacy-save" in [c.argv[0] for c in runner.calls]
+
+
+def test_run_loop_notes_what_the_watches_saw_and_reports_it_enforced():
+    import queue
+    import threading
+    import time
+
+    from agents.felix.agent import run
+
+    store = cluster()
+    runner = FakeRunner()
+    agent = Agent(store, "host1", NoWorkloads(runner))
+    events: queue.SimpleQueue[str] = queue.SimpleQueue()
+    loop = threading.Thread(target=run, args=(agent, store, events), kwargs={"resync": 60.0}, daemon=True)
+
+    def enforced_at_least(revision: int) -> bool:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if (store.get(keys.felix_status("host1")) or {}).get("revision", 0) >= revision:
+                return True
+            time.sleep(0.01)
+        return False
+
+    loop.start()
+    try:
+        assert enforced_at_least(store.revision() - 1)
+        store.listed.clear()
+        store.put(NETWORK_POLICIES + "demo/web", policy_value(81))
+        assert enforced_at_least(store.last_write_revision)
+        assert keys.WORKLOAD_ENDPOINTS not in store.listed  # a policy change reads the policies
+        assert "--dports 81" in [c.input or "" for c in runner.calls if (c.input or "").startswith("*filter")][-1]
+    finally:
+        events.put("stop")
+        loop.join(5)
+    assert not loop.is_alive()

@@ -24,16 +24,30 @@ class AllReport:
     def wrote(self) -> bool:
         return self.ipset_updates.wrote or self.ipset_deletes.wrote or any(t.wrote for t in self.tables)
 
+    @property
+    def read_back(self) -> bool:
+        """True when any part read the kernel back instead of trusting its memory."""
+        return self.ipset_updates.read_back or any(t.read_back for t in self.tables)
 
-def apply_all(tables: Sequence[IptablesTable], ipsets: IPSets) -> AllReport:
+
+def apply_all(tables: Sequence[IptablesTable], ipsets: IPSets, resync: bool = False) -> AllReport:
     """ipsets created/updated -> each table (filter, raw, ...) -> stale ipsets destroyed.
 
-    An error stops the sequence where it happens: a failed table leaves the old sets in
-    place for the old rules (fail closed); the next apply starts again from a read-back.
+    Each part diffs against what it last wrote; ``resync`` (the agent's timed resync)
+    reads the kernel back instead, so drift is repaired. An error stops the sequence
+    where it happens: a failed table leaves the old sets in place for the old rules (fail
+    closed), and every part forgets its memory, so the next apply starts from a read-back
+    (Felix marks its dataplane out of sync the same way).
     """
-    updates = ipsets.apply_creates_and_updates()
-    reports = tuple(table.apply() for table in tables)
-    deletes = ipsets.apply_deletes()
+    try:
+        updates = ipsets.apply_creates_and_updates(resync)
+        reports = tuple(table.apply(resync) for table in tables)
+        deletes = ipsets.apply_deletes()
+    except Exception:
+        ipsets.invalidate()
+        for table in tables:
+            table.invalidate()
+        raise
     return AllReport(updates, reports, deletes)
 
 

@@ -1,7 +1,11 @@
 """Reconcile the ipsets whose names carry our prefix (``cali40``) with the desired sets.
 
-No memory between applies: actual state is read with ``ipset save`` every time. Two verbs,
-because the order is a contract (ipsets, then tables, then ipset deletes):
+Like Felix, it trusts what it last wrote: after each successful session it remembers our
+sets (metadata and members) as the kernel now holds them, and a normal apply diffs the
+desired sets against that memory, running nothing at all when no set changed. The kernel
+is read back (``ipset save``, ``ipset list -n``) on ``resync=True`` (the agent's timed
+resync), on the first apply and after any failed session. Two verbs, because the order
+is a contract (ipsets, then tables, then ipset deletes):
 
 * `apply_creates_and_updates()`: one ``ipset restore -exist`` session that creates missing
   sets and adds/deletes members. A set whose metadata changed (maxelem) is rebuilt in a
@@ -11,6 +15,9 @@ because the order is a contract (ipsets, then tables, then ipset deletes):
   rule uses it (otherwise `IPSetError` names the set: fail closed, rules left as they were).
 * `apply_deletes()`: destroys our sets (and leftover temporaries) that are no longer
   desired. Run it only after the tables no longer reference them.
+
+A failed session forgets the memory (`invalidate()` does the same from outside), so the
+next apply starts from a read-back.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from agents.felix.apply.runner import CommandError, Runner, first_lines
@@ -62,6 +69,7 @@ class IPSetReport:
     members_removed: int = 0
     destroyed: tuple[str, ...] = ()
     session_lines: int = 0  # lines sent to ipset restore; 0 = nothing written
+    read_back: bool = False  # planned from the kernel's sets (False: from memory)
     seconds: float = 0.0
 
     @property
@@ -104,10 +112,13 @@ class IPSets:
         self.prefix = prefix
         self.temp_prefix = temp_prefix
         self._desired: dict[str, tuple[SetMeta, frozenset[str]]] | None = None
+        self._written: dict[str, ActualSet] | None = None  # our sets since our last session; None: unknown
+        self._normalised: dict[str, tuple[frozenset[str], frozenset[str]]] = {}  # name -> (given, normalised)
 
     def desired(self, sets: Sequence[IPSet]) -> None:
         """Replace the desired sets. Cheap: no kernel I/O. Raises ValueError on bad input."""
         desired: dict[str, tuple[SetMeta, frozenset[str]]] = {}
+        normalised: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
         for s in sets:
             if not s.name.startswith(self.prefix):
                 raise ValueError(f"ipset {s.name!r}: name must start with {self.prefix!r}")
@@ -117,21 +128,39 @@ class IPSets:
                 raise ValueError(f"ipset {s.name!r}: kind {s.kind!r} is not one of {', '.join(KINDS)}")
             if s.name in desired:
                 raise ValueError(f"ipset {s.name!r}: given twice")
-            try:
-                members = frozenset(normalise_member(s.kind, m) for m in s.members)
-            except ValueError as exc:
-                raise ValueError(f"ipset {s.name!r}: bad member: {exc}") from None
-            desired[s.name] = (SetMeta(s.kind), members)
+            meta = SetMeta(s.kind)
+            cached = self._normalised.get(s.name)
+            if cached is not None and cached[0] == s.members and self._desired_meta(s.name) == meta:
+                members = cached[1]  # the same members as last time: no re-parsing
+            else:
+                try:
+                    members = frozenset(normalise_member(s.kind, m) for m in s.members)
+                except ValueError as exc:
+                    raise ValueError(f"ipset {s.name!r}: bad member: {exc}") from None
+            desired[s.name] = (meta, members)
+            normalised[s.name] = (s.members, members)
         self._desired = desired
+        self._normalised = normalised
+
+    def invalidate(self) -> None:
+        """Forget what we wrote: the next apply reads the sets back (after any error)."""
+        self._written = None
+
+    def _desired_meta(self, name: str) -> SetMeta | None:
+        found = (self._desired or {}).get(name)
+        return found[0] if found else None
 
     def _ours(self, name: str) -> bool:
         return name.startswith(self.prefix) or name.startswith(self.temp_prefix)
 
     def plan_creates_and_updates(self, saved: str) -> tuple[str, IPSetReport]:
         """Pure: the ``ipset restore`` session (empty when in sync) and the report."""
+        return self.plan_against(parse_save(saved))
+
+    def plan_against(self, actual: Mapping[str, ActualSet]) -> tuple[str, IPSetReport]:
+        """Pure: the session that makes ``actual`` hold the desired sets and members."""
         if self._desired is None:
             raise RuntimeError("ipsets: apply before desired()")
-        actual = parse_save(saved)
         taken = set(actual)
         lines: list[str] = []
         created, swapped, recreated = [], [], []
@@ -145,6 +174,8 @@ class IPSets:
                 lines += [f"add {name} {m}" for m in sorted(members)]
                 added += len(members)
             elif have.meta == meta:
+                if have.members == members:
+                    continue
                 lines += [f"del {name} {m}" for m in sorted(have.members - members)]
                 lines += [f"add {name} {m}" for m in sorted(members - have.members)]
                 removed += len(have.members - members)
@@ -169,41 +200,68 @@ class IPSets:
         )
         return ("\n".join([*lines, "COMMIT", ""]) if lines else ""), report
 
-    def apply_creates_and_updates(self) -> IPSetReport:
+    def apply_creates_and_updates(self, resync: bool = False) -> IPSetReport:
+        """Create missing sets and fix members: against memory, or a read-back (``resync``,
+        first apply, after an error). Runs nothing when memory says every set is in sync."""
         start = time.perf_counter()
-        text, report = self.plan_creates_and_updates(self.runner.run([IPSET, "save"]))
+        remembered = None if resync else self._written
+        read_back = remembered is None
+        actual = self._read_back() if remembered is None else remembered
+        text, report = self.plan_against(actual)
         if text:
             try:
                 self.runner.run([IPSET, "restore", "-exist"], input=text)
             except CommandError as exc:
+                self._written = None
                 raise IPSetError("restore", exc, text) from exc
             log.info(
-                "ipsets: created %d, swapped %d, recreated %d, +%d -%d members",
+                "ipsets: created %d, swapped %d, recreated %d, +%d -%d members%s",
                 len(report.created), len(report.swapped), len(report.recreated),
-                report.members_added, report.members_removed,
+                report.members_added, report.members_removed, " (after read-back)" if read_back else "",
             )
             log.debug("ipset restore:\n%s", text)
-        return _timed(report, start)
+        # Ours as the kernel now holds them: the desired sets, plus the stale ones that
+        # apply_deletes() will destroy once the tables no longer use them.
+        assert self._desired is not None
+        written = {name: have for name, have in actual.items() if self._ours(name) and name not in self._desired}
+        written.update((name, ActualSet(meta, set(members))) for name, (meta, members) in self._desired.items())
+        self._written = written
+        return _timed(replace(report, read_back=read_back), start)
+
+    def _read_back(self) -> dict[str, ActualSet]:
+        return parse_save(self.runner.run([IPSET, "save"]))
 
     def plan_deletes(self, names: str) -> tuple[str, IPSetReport]:
         """Pure: the destroy session for ``ipset list -n`` output."""
+        return self._plan_deletes(names.split())
+
+    def _plan_deletes(self, names: Iterable[str]) -> tuple[str, IPSetReport]:
         if self._desired is None:
             raise RuntimeError("ipsets: apply before desired()")
-        stale = sorted(n for n in names.split() if self._ours(n) and n not in self._desired)
+        stale = sorted(n for n in names if self._ours(n) and n not in self._desired)
         lines = [f"destroy {n}" for n in stale]
         report = IPSetReport(destroyed=tuple(stale), session_lines=len(lines) + 1 if lines else 0)
         return ("\n".join([*lines, "COMMIT", ""]) if lines else ""), report
 
     def apply_deletes(self) -> IPSetReport:
+        """Destroy our sets no longer desired: known from memory (just refreshed by
+        `apply_creates_and_updates`), else from ``ipset list -n``."""
         start = time.perf_counter()
-        text, report = self.plan_deletes(self.runner.run([IPSET, "list", "-n"]))
+        remembered = self._written
+        read_back = remembered is None
+        names = self.runner.run([IPSET, "list", "-n"]).split() if remembered is None else list(remembered)
+        text, report = self._plan_deletes(names)
         if text:
             try:
                 self.runner.run([IPSET, "restore"], input=text)
             except CommandError as exc:
+                self._written = None
                 raise IPSetError("destroy", exc, text) from exc
             log.info("ipsets: destroyed %d", len(report.destroyed))
-        return _timed(report, start)
+        if self._written is not None:
+            for name in report.destroyed:
+                self._written.pop(name, None)
+        return _timed(replace(report, read_back=read_back), start)
 
     def _temp_name(self, taken: set[str]) -> str:
         n = 0

@@ -1,7 +1,6 @@
 """Reconcile one iptables table (legacy backend) with the desired chains and hook jumps.
 
-No memory between applies: every `apply()` reads the table back with
-``iptables-legacy-save -t TABLE`` and decides what is ours from names and comments alone.
+Felix's way: trust what we last wrote, read the kernel back now and then.
 
 * Ours are the chains whose name starts with the prefix (``cali-``) and, in kernel chains
   (INPUT, FORWARD, ...), the rules that carry a ``cali:<id>`` comment or jump to one of
@@ -11,7 +10,16 @@ No memory between applies: every `apply()` reads the table back with
   so that a rule's id depends on its position and on every rule before it (Felix's style).
   A chain is in sync when the ids read back equal the desired ids, in order. A rule
   deleted, inserted or re-written without our comment changes the list, so the chain is
-  rewritten on the next apply. Unchanged chains are not touched and keep their counters.
+  rewritten on the next read-back apply. Unchanged chains are not touched and keep their
+  counters.
+* After each successful write the table remembers what the kernel now holds (the ids of
+  our chains and hooks, as a read-back would show them). A normal `apply()` diffs the
+  desired state against that memory: no ``iptables-legacy-save`` of thousands of rules,
+  and nothing at all is run when no chain changed. ``apply(resync=True)`` (the agent's
+  timed resync), the first apply, and any apply after a failed write read the table back
+  with ``iptables-legacy-save -t TABLE`` instead, so drift (a rule deleted by hand) is
+  repaired on the next resync. Edits by position (hooks inserted into or deleted from
+  kernel chains, which others write too) are only ever planned from a fresh read-back.
 
 One ``iptables-legacy-restore --noflush --wait`` per table and apply, atomic at COMMIT, in
 this order: declare (= create or flush) new and changed chains; delete our misplaced or
@@ -126,11 +134,21 @@ class ApplyReport:
     hooks_inserted: int = 0
     hooks_deleted: int = 0
     restore_lines: int = 0  # lines sent to iptables-legacy-restore; 0 = nothing written
+    read_back: bool = False  # planned from iptables-legacy-save (False: from memory)
     seconds: float = 0.0
 
     @property
     def wrote(self) -> bool:
         return self.restore_lines > 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one apply would send, its report, and the table as it will be once sent."""
+
+    text: str  # the restore transaction; empty when in sync
+    report: ApplyReport
+    after: ActualTable
 
 
 class IptablesTable:
@@ -142,6 +160,8 @@ class IptablesTable:
         self.prefix = prefix
         self._chains: dict[str, Chain] | None = None
         self._hooks: dict[str, list[Rule]] = {}
+        self._written: ActualTable | None = None  # the kernel since our last write; None: unknown
+        self._ids: dict[str, tuple[Chain, list[str]]] = {}  # chain name -> (chain, its rule ids)
 
     def desired(self, chains: Sequence[Chain], hooks: Sequence[tuple[str, Rule]]) -> None:
         """Replace the desired state. Cheap: no kernel I/O. Raises ValueError on bad names."""
@@ -161,21 +181,32 @@ class IptablesTable:
             hook_map.setdefault(kernel_chain, []).append(rule)
         self._chains = by_name
         self._hooks = hook_map
+        self._ids = {name: cached for name, cached in self._ids.items() if name in by_name}
+
+    def invalidate(self) -> None:
+        """Forget what we wrote: the next apply reads the table back (after any error)."""
+        self._written = None
 
     def plan(self, saved: str) -> tuple[str, ApplyReport]:
         """Pure: the restore text (empty when in sync) and the report, from iptables-save text."""
+        found = self.plan_against(parse_save(saved, self.table))
+        return found.text, found.report
+
+    def plan_against(self, actual: ActualTable) -> Plan:
+        """Pure: the transaction that turns ``actual`` into the desired table."""
         if self._chains is None:
             raise RuntimeError(f"table {self.table}: apply() before desired(): refusing to sweep")
-        actual = parse_save(saved, self.table)
         ours_actual = {name for name in actual.policies if name.startswith(self.prefix)}
 
         dirty: list[tuple[Chain, list[str]]] = []
         for chain in self._chains.values():
-            ids = rule_ids(chain.name, chain.rules)
-            if chain.name not in actual.policies or [r.rule_id for r in actual.rules[chain.name]] != ids:
+            ids = self._rule_ids(chain)
+            have = actual.rules.get(chain.name)
+            if chain.name not in actual.policies or have is None or [r.rule_id for r in have] != ids:
                 dirty.append((chain, ids))
         stale = sorted(ours_actual - set(self._chains))
 
+        after = ActualTable(dict(actual.policies), dict(actual.rules))
         deletes: list[str] = []
         inserts: list[str] = []
         kernel_chains = sorted(set(self._hooks) | {c for c in actual.policies if actual.is_builtin(c)})
@@ -189,14 +220,23 @@ class IptablesTable:
                 continue
             deletes += [f"-D {kc} {i + 1}" for i in reversed(ours)]
             inserts += [rule_line(f"-I {kc} {n + 1}", rid, rule) for n, (rid, rule) in enumerate(zip(want_ids, want))]
+            mine = [_remembered(rule_line(f"-A {kc}", rid, rule), rid) for rid, rule in zip(want_ids, want)]
+            foreign = [r for r in have if not self._owns_kernel_rule(r)]
+            after.rules[kc] = mine + foreign
 
         lines: list[str] = [f":{chain.name} - -" for chain, _ in dirty]
         lines += deletes
         for chain, ids in dirty:
-            lines += [rule_line(f"-A {chain.name}", rid, rule) for rid, rule in zip(ids, chain.rules)]
+            written = [rule_line(f"-A {chain.name}", rid, rule) for rid, rule in zip(ids, chain.rules)]
+            lines += written
+            after.policies[chain.name] = "-"
+            after.rules[chain.name] = [_remembered(line, rid) for line, rid in zip(written, ids)]
         lines += inserts
         lines += [f"-F {name}" for name in stale]
         lines += [f"-X {name}" for name in stale]
+        for name in stale:
+            after.policies.pop(name, None)
+            after.rules.pop(name, None)
 
         report = ApplyReport(
             table=self.table,
@@ -206,28 +246,52 @@ class IptablesTable:
             hooks_deleted=len(deletes),
             restore_lines=len(lines) + 2 if lines else 0,
         )
-        if not lines:
-            return "", report
-        return "\n".join([f"*{self.table}", *lines, "COMMIT", ""]), report
+        text = "\n".join([f"*{self.table}", *lines, "COMMIT", ""]) if lines else ""
+        return Plan(text, report, after)
 
-    def apply(self) -> ApplyReport:
-        """Read back, diff, and write one restore transaction if anything differs."""
+    def apply(self, resync: bool = False) -> ApplyReport:
+        """Diff against memory (or a read-back: ``resync``, first apply, after an error or
+        before moving hooks) and write one restore transaction if anything differs."""
         start = time.perf_counter()
-        saved = self.runner.run([SAVE, "-t", self.table])
-        text, report = self.plan(saved)
-        if text:
+        remembered = None if resync else self._written
+        read_back = remembered is None
+        found = self.plan_against(self._read_back() if remembered is None else remembered)
+        if not read_back and (found.report.hooks_inserted or found.report.hooks_deleted):
+            read_back = True  # kernel chains are shared: their positions only from the kernel
+            found = self.plan_against(self._read_back())
+        if found.text:
             try:
-                self.runner.run([RESTORE, "--noflush", "--wait"], input=text)
+                self.runner.run([RESTORE, "--noflush", "--wait"], input=found.text)
             except CommandError as exc:
-                raise RestoreError(self.table, exc, text) from exc
+                self._written = None
+                raise RestoreError(self.table, exc, found.text) from exc
+            report = found.report
             log.info(
-                "table %s: wrote %d chains, deleted %d, hooks +%d -%d",
+                "table %s: wrote %d chains, deleted %d, hooks +%d -%d%s",
                 self.table, len(report.chains_written), len(report.chains_deleted),
-                report.hooks_inserted, report.hooks_deleted,
+                report.hooks_inserted, report.hooks_deleted, " (after read-back)" if read_back else "",
             )
-            log.debug("table %s restore:\n%s", self.table, text)
-        return replace(report, seconds=time.perf_counter() - start)
+            log.debug("table %s restore:\n%s", self.table, found.text)
+        self._written = found.after
+        return replace(found.report, read_back=read_back, seconds=time.perf_counter() - start)
+
+    def _read_back(self) -> ActualTable:
+        return parse_save(self.runner.run([SAVE, "-t", self.table]), self.table)
+
+    def _rule_ids(self, chain: Chain) -> list[str]:
+        """The chain's rule ids, computed once per distinct content of the chain."""
+        cached = self._ids.get(chain.name)
+        if cached is not None and cached[0] == chain:
+            return cached[1]
+        ids = rule_ids(chain.name, chain.rules)
+        self._ids[chain.name] = (chain, ids)
+        return ids
 
     def _owns_kernel_rule(self, rule: SavedRule) -> bool:
         return rule.rule_id is not None or (rule.target or "").startswith(self.prefix)
 
+
+def _remembered(line: str, rule_id: str) -> SavedRule:
+    """A rule we wrote, as memory keeps it (what a read-back would find of it)."""
+    target = _TARGET_RE.search(line)
+    return SavedRule(line, rule_id, target.group(1) if target else None)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from agents.felix.render.dispatch import render_dispatch_chains
-from agents.felix.render.endpoint import render_endpoint_chain
+from agents.felix.render.endpoint import interface_of, render_endpoint_chain
 from agents.felix.render.ipsets import SetRequests, build_ipsets
 from agents.felix.render.names import POLICY_ORDER
 from agents.felix.render.policy import render_policy_chain, render_profile_chain
@@ -14,9 +15,15 @@ from agents.felix.render.rules import Chain, IPSet
 from agents.felix.render.selectors import endpoint_labels, policy_selector
 from agents.felix.render.static import HOOKS, Hook, render_filter_static, render_raw_prerouting
 from testbed.model.policy import Direction, Endpoint, Namespace, NetworkPolicy
-from testbed.naming import check_length, workload_interface
+from testbed.naming import check_length
 
 DIRECTIONS: tuple[Direction, ...] = ("Ingress", "Egress")
+
+# The host-wide chains depend only on the local interfaces (and addresses): memoised, so a
+# policy change renders them once, and the applier meets the same Chain objects again.
+_dispatch_chains = lru_cache(maxsize=16)(render_dispatch_chains)
+_raw_prerouting = lru_cache(maxsize=16)(render_raw_prerouting)
+_filter_static = lru_cache(maxsize=1)(render_filter_static)
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,7 @@ def render_host(
     labelled = [(ep, endpoint_labels(ep, namespaces.get(ep.namespace))) for ep in endpoints]
     local = sorted(
         ((ep, labels) for ep, labels in labelled if ep.host == host),
-        key=lambda item: workload_interface(item[0].namespace, item[0].name),
+        key=lambda item: interface_of(item[0].namespace, item[0].name),
     )
     ordered = sorted(policies, key=tier_order)
     applying: dict[tuple[str, Direction], list[NetworkPolicy]] = {}
@@ -77,12 +84,10 @@ def render_host(
         chains += [render_profile_chain(namespace, d) for d in DIRECTIONS]
     for ep, _ in local:
         chains += [render_endpoint_chain(ep, d, applying.get((ep.key, d), [])) for d in DIRECTIONS]
-    interfaces = [workload_interface(ep.namespace, ep.name) for ep, _ in local]
-    chains += render_dispatch_chains(interfaces)
-    chains += render_filter_static()
-    raw = render_raw_prerouting(
-        [(workload_interface(ep.namespace, ep.name), ep.ip) for ep, _ in local]
-    )
+    interfaces = tuple(interface_of(ep.namespace, ep.name) for ep, _ in local)
+    chains += _dispatch_chains(interfaces)
+    chains += _filter_static()
+    raw = _raw_prerouting(tuple((iface, ep.ip) for iface, (ep, _) in zip(interfaces, local)))
     for chain in [*chains, raw]:
         check_length("chain", chain.name)
     return HostRules(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from functools import lru_cache
 
 from testbed.model.policy import Direction, NetworkPolicy
 from testbed.naming import MAX_CHAIN, WORKLOAD_PREFIX, check_length
@@ -29,6 +30,7 @@ POLICY_ORDER = 1000.0  # every Kubernetes policy (knp.default.*) has this order
 TIER = "default"
 
 
+@lru_cache(maxsize=65536)  # pure; a host asks for the same few thousand names on every render
 def chain_name(prefix: str, ident: str, always_hash: bool = False) -> str:
     """prefix + ident, or, when too long, prefix + "_" + base64url(SHA-256(ident)) cut to fit."""
     name = prefix + ident
