@@ -20,10 +20,12 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -58,6 +60,11 @@ class Run:
     down: float  # s, the whole `testbed down` process
     pods: int
     namespaces: int  # 1 fabric + hosts + pods
+    steps: dict[str, float] = field(default_factory=dict)  # step title -> s from the start of `up` to its line
+
+
+# The line `up` prints on stderr (not a terminal) when a step is done: "pods: 4/4 done".
+STEP_LINE = re.compile(r"(?P<step>[A-Za-z][A-Za-z ]*): (?P<done>\d+)/(?P=done) done")
 
 
 def progress(msg: str) -> None:
@@ -81,6 +88,41 @@ def timed(argv: list[str], shielded: bool = False, timeout: float = 900) -> tupl
     start = time.perf_counter()
     proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout, start_new_session=shielded)
     return time.perf_counter() - start, proc
+
+
+def step_of(line: str) -> str | None:
+    """The step a progress line of `up` says is done ("pods: 4/4 done" -> "pods"), else None."""
+    match = STEP_LINE.fullmatch(line.strip())
+    return match.group("step") if match else None
+
+
+def timed_steps(argv: list[str], timeout: float = 900) -> tuple[float, subprocess.CompletedProcess[str], dict[str, float]]:
+    """``timed``, plus when each progress line of `up` came (seconds from the start): where
+    the time of `up` goes, as the user watching it sees it."""
+    steps: dict[str, float] = {}
+    errors: list[str] = []
+    start = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out:  # a file: a large JSON summary cannot fill a pipe
+        proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.PIPE, text=True)
+        watchdog = threading.Timer(timeout, proc.kill)
+        watchdog.start()
+        try:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                errors.append(line)
+                step = step_of(line)
+                if step is not None:
+                    steps[step] = time.perf_counter() - start
+            proc.wait()
+        finally:
+            watchdog.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        wall = time.perf_counter() - start
+        out.seek(0)
+        stdout = out.read()
+    return wall, subprocess.CompletedProcess(argv, proc.returncode, stdout, "".join(errors)), steps
 
 
 def testbed(*args: str) -> list[str]:
@@ -113,14 +155,14 @@ def lab_runs(case: str, topology: list[str], repeat: int) -> list[Run]:
     for i in range(1, repeat + 1):
         built = False
         try:
-            wall, proc = timed(testbed("up", *topology, "--name", lab, "-o", "json"))
+            wall, proc, steps = timed_steps(testbed("up", *topology, "--name", lab, "-o", "json"))
             if proc.returncode != 0:
                 raise BenchError(f"testbed up {lab} failed: {last_line(proc.stderr)}")
             built, data = True, json.loads(proc.stdout)
         finally:
             down = lab_down(lab, must=built)
         pods, hosts = len(data["pods"]), len(data["hosts"])
-        runs.append(Run(wall, float(data["seconds"]), down, pods, 1 + hosts + pods))
+        runs.append(Run(wall, float(data["seconds"]), down, pods, 1 + hosts + pods, steps))
         progress(f"{case} {i}/{repeat}: up {wall:.2f} s (internal {data['seconds']:.2f} s), down {down:.2f} s")
     return runs
 
@@ -193,12 +235,23 @@ def baseline(count: int = BASE_NETNS) -> dict[str, Any]:
             "veth_pairs": len(veths), "veth_s": statistics.median(veths)}
 
 
+def step_medians(runs: Iterable[Run]) -> dict[str, float]:
+    """Per step of `up`, the median second its line came, in the order the steps came."""
+    seen: dict[str, list[float]] = {}
+    for run in runs:
+        for step, at in sorted(run.steps.items(), key=lambda item: item[1]):
+            seen.setdefault(step, []).append(at)
+    medians = {step: statistics.median(times) for step, times in seen.items()}
+    return dict(sorted(medians.items(), key=lambda item: item[1]))
+
+
 def summarize(name: str, runs: list[Run], netns_add_s: float) -> dict[str, Any]:
     ups = [r.up_wall for r in runs]
     up, pods, namespaces = statistics.median(ups), runs[0].pods, runs[0].namespaces
     return {
         "case": name, "runs": len(runs), "pods": pods, "namespaces": namespaces,
         "up_median_s": up, "up_min_s": min(ups), "up_max_s": max(ups),
+        "up_steps_median_s": step_medians(runs),
         "up_internal_median_s": statistics.median(r.up_internal for r in runs),
         "down_median_s": statistics.median(r.down for r in runs),
         "ms_per_pod": 1000 * up / pods if pods else None,
@@ -306,6 +359,15 @@ def verdict(t: dict[str, Any]) -> str:
     return f"{t['status'].upper():7} {t['target']}: {fmt(t['figure'], spec, unit)} (target <= {t['limit']:g}{unit})"
 
 
+def step_line(case: dict[str, Any]) -> str | None:
+    """Where a case's `up` went: the median second each step was done, and the exit."""
+    steps = case.get("up_steps_median_s") or {}
+    if not steps:
+        return None
+    parts = [f"{step} {at:.2f}" for step, at in steps.items()] + [f"exit {case['up_median_s']:.2f}"]
+    return f"{case['case']} up, s from start (median) when done: " + ", ".join(parts)
+
+
 def summary_lines(report: dict[str, Any]) -> list[str]:
     b, lin, m = report["baseline"], report["linearity"], report["machine"]
     head = [
@@ -323,7 +385,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"from 10 to 100 pods, {fmt(lin['marginal_ms_100_to_500'], '.1f')} ms from 100 to 500",
         f"least squares over {', '.join(lin['fit_cases']) or 'none'}: up = "
         f"{fmt(lin['slope_ms_per_pod'], '.1f')} ms/pod + {fmt(lin['intercept_s'])} s",
-    ] + extra + [verdict(t) for t in report["targets"]]
+    ] + [line for c in report["cases"] if (line := step_line(c))] + extra + [verdict(t) for t in report["targets"]]
 
 
 def render(report: dict[str, Any]) -> list[Table]:

@@ -1,20 +1,21 @@
 """The glue's kernel routes: ``<prefix> via <next hop> dev eth0 proto bird``, over netlink.
 
-The glue runs inside its host's netns (ExaBGP starts it there), so a plain ``IPRoute()``
-talks to the right kernel. "Ours" without memory: a route is the glue's when its protocol
+The glue runs inside its host's netns (ExaBGP starts it there), so a plain netlink socket
+talks to the right kernel. It is our own small rtnetlink client (``rtnetlink.py``), not
+pyroute2: see there why. "Ours" without memory: a route is the glue's when its protocol
 is ``bird`` (12) AND it has a gateway. The host's ``blackhole <block> proto bird`` (its own
 blocks, written by the lab runtime) shares the protocol but has no gateway: never touched.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import socket
+from typing import Protocol
 
+from agents.bgp.rtnetlink import RouteEntry, RouteSocket
 from testbed.naming import HOST_INTERFACE
-from testbed.netns.links import PROTO_BIRD
 
-MAIN_TABLE = 254
-AF_INET = 2
+PROTO_BIRD = 12  # `proto bird`, as testbed.netns.links.PROTO_BIRD (not imported: it loads pyroute2)
 
 
 class Kernel(Protocol):
@@ -39,71 +40,55 @@ class KernelError(Exception):
     """A netlink request failed (one line: what, which prefix, the kernel's reason)."""
 
 
-def _prefix(msg: Any) -> str:
-    return f"{msg.get_attr('RTA_DST') or '0.0.0.0'}/{msg['dst_len']}"
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 class NetlinkKernel:
-    """The real thing: pyroute2 in the current network namespace."""
+    """The real thing: rtnetlink in the current network namespace."""
 
     def __init__(self, device: str = HOST_INTERFACE, proto: int = PROTO_BIRD) -> None:
-        from pyroute2 import IPRoute  # type: ignore[import-untyped]  # here: unit tests never need it
-
         self.device = device
         self.proto = proto
-        self._ipr = IPRoute()
+        self._routes = RouteSocket()
         self._index: int | None = None
 
     def _oif(self) -> int:
         if self._index is None:
-            found = self._ipr.link_lookup(ifname=self.device)
-            if not found:
-                raise KernelError(f"no interface {self.device} in this netns")
-            self._index = int(found[0])
+            try:
+                self._index = socket.if_nametoindex(self.device)
+            except OSError:
+                raise KernelError(f"no interface {self.device} in this netns") from None
         return self._index
 
-    def _ours(self) -> list[Any]:
+    def _ours(self) -> list[RouteEntry]:
         """The glue's routes: protocol bird with a gateway, main table, IPv4."""
-        return [
-            msg for msg in self._ipr.get_routes(family=AF_INET, table=MAIN_TABLE)
-            if msg["proto"] == self.proto and msg.get_attr("RTA_GATEWAY") is not None
-        ]  # fmt: skip
-
-    def _delete(self, msg: Any) -> None:
-        spec: dict[str, Any] = {
-            "dst": _prefix(msg),
-            "gateway": msg.get_attr("RTA_GATEWAY"),  # the kernel then never matches a blackhole
-            "proto": self.proto,
-            "table": MAIN_TABLE,
-        }
-        self._ipr.route("del", **spec)
+        return [r for r in self._routes.routes() if r.proto == self.proto and r.gateway is not None]
 
     def replace(self, prefix: str, gateway: str) -> None:
         try:
-            self._ipr.route("replace", dst=prefix, gateway=gateway, oif=self._oif(), proto=self.proto)
-        except KernelError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - pyroute2 raises NetlinkError and others
-            raise KernelError(f"route replace {prefix} via {gateway}: {exc}") from exc
+            self._routes.replace(prefix, gateway, self._oif(), self.proto)
+        except OSError as exc:
+            raise KernelError(f"route replace {prefix} via {gateway}: {_reason(exc)}") from exc
 
     def remove(self, prefix: str) -> bool:
         try:
-            doomed = [msg for msg in self._ours() if _prefix(msg) == prefix]
-            for msg in doomed:
-                self._delete(msg)
-        except Exception as exc:  # noqa: BLE001
-            raise KernelError(f"route del {prefix}: {exc}") from exc
+            doomed = [r for r in self._ours() if r.dst == prefix]
+            for route in doomed:
+                self._routes.delete(route.dst, route.gateway, self.proto)
+        except OSError as exc:
+            raise KernelError(f"route del {prefix}: {_reason(exc)}") from exc
         return bool(doomed)
 
     def flush(self) -> list[str]:
         removed: list[str] = []
         try:
-            for msg in self._ours():
-                self._delete(msg)
-                removed.append(_prefix(msg))
-        except Exception as exc:  # noqa: BLE001
-            raise KernelError(f"flushing proto {self.proto} routes: {exc}") from exc
+            for route in self._ours():
+                self._routes.delete(route.dst, route.gateway, self.proto)
+                removed.append(route.dst)
+        except OSError as exc:
+            raise KernelError(f"flushing proto {self.proto} routes: {_reason(exc)}") from exc
         return removed
 
     def close(self) -> None:
-        self._ipr.close()
+        self._routes.close()

@@ -36,7 +36,9 @@ LINE, CHANGED, EOF, STOP = "line", "changed", "eof", "stop"
 Item = tuple[str, str]
 RESYNC_SECONDS = 30.0
 RETRY_SECONDS = 0.5  # after a failed read of what to announce
-BACKOFF_FIRST, BACKOFF_MAX = 0.5, 10.0
+# The first retries come fast: at `up` the glue may start before etcd answers, and BGP
+# convergence waits for this watch. A watch that lived HEALTHY_WATCH resets the backoff.
+BACKOFF_FIRST, BACKOFF_MAX = 0.1, 10.0
 HEALTHY_WATCH = 5.0  # a watch that lived this long resets the backoff
 ETCD_TIMEOUT = 3.0
 

@@ -1,12 +1,12 @@
 """Watching a prefix of etcd through the v3 JSON gateway (``POST /v3/watch``, streamed).
 
-Not etcd3gw's ``Watcher``: it reads the stream in a thread-pool future, so a stream that
-breaks (etcd restarted, compacted, unreachable) ends silently and its caller never hears
-of it; its ``stop()`` rebuilds the socket with ``socket.fromfd(fd, AF_INET, ...)``
-whatever the real family is and swallows every error. Here each watch has its own
-requests session (the main session's pool is never tied up by a stream that lasts
-forever), its own thread, and cancel shuts the stream's socket down (which wakes the
-blocked read on any socket family), then joins the thread.
+Our own reader, not etcd3gw's ``Watcher`` (which the project no longer uses): that one
+read the stream in a thread-pool future, so a stream that broke (etcd restarted,
+compacted, unreachable) ended silently and its caller never heard of it. Here each watch
+has its own connection (the client's pool is never tied up by a stream that lasts
+forever) and its own thread; a broken stream is reported once through ``on_error``; cancel
+shuts the stream's socket down (which wakes the blocked read on any socket family), then
+joins the thread.
 
 Stream format: one JSON object per message, ``{"result": {...}}`` or ``{"error": {...}}``;
 the first result says ``created``; PUT events carry no ``type`` (protobuf default),
@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import base64
 import codecs
+import http.client
 import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
-
-import requests
 
 from testbed.datastore import keys
 from testbed.datastore.base import (
@@ -34,9 +33,11 @@ from testbed.datastore.base import (
     WatchEvent,
     decode_value,
 )
+from testbed.datastore.etcd_http import API_PREFIX, JSON_HEADERS, Gateway, GatewayError, error_message, reason
 
 MAX_MESSAGE = 16 * 1024 * 1024  # a stream buffering more than this without a message is broken
 JOIN_TIMEOUT = 5.0
+READ_SIZE = 64 * 1024
 
 
 def _b64(text: str) -> str:
@@ -80,11 +81,13 @@ def messages(chunks: Iterator[bytes]) -> Iterator[dict[str, Any]]:
                 yield message
 
 
-def _stream_socket(response: requests.Response) -> socket.socket | None:
-    """The socket under a streamed response (urllib3 2: ``raw.connection.sock``)."""
-    connection = getattr(response.raw, "connection", None)
-    sock = getattr(connection, "sock", None)
-    return sock if isinstance(sock, socket.socket) else None
+def chunks(response: http.client.HTTPResponse) -> Iterator[bytes]:
+    """The body of a streamed (chunked) response as it arrives, until it ends."""
+    while True:
+        data = response.read1(READ_SIZE)
+        if not data:
+            return
+        yield data
 
 
 class EtcdWatch:
@@ -92,29 +95,23 @@ class EtcdWatch:
 
     def __init__(
         self,
-        session: requests.Session,
-        url: str,
+        gateway: Gateway,
         prefix: str,
         callback: WatchCallback,
         *,
-        own_session: bool = True,
         start_revision: int | None = None,
         on_error: WatchErrorCallback | None = None,
-        timeout: float = 5.0,
-        endpoint: str = "etcd",
     ) -> None:
-        self._session = session
-        self._own_session = own_session  # closed with the watch
-        self._url = url
+        self._gateway = gateway
         self._prefix = prefix
         self._callback = callback
         self._on_error = on_error
         self._start_revision = start_revision
-        self._timeout = timeout
-        self._what = f"etcd at {endpoint}: watch {prefix or '(all)'}"
+        self._timeout = gateway.timeout
+        self._what = f"etcd at {gateway.endpoint}: watch {prefix or '(all)'}"
         self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self._response: requests.Response | None = None
+        self._connection: http.client.HTTPConnection | None = None
         self._socket: socket.socket | None = None
         self._thread: threading.Thread | None = None
 
@@ -122,22 +119,26 @@ class EtcdWatch:
         request: dict[str, Any] = {"key": _b64(self._prefix or "\0"), "range_end": _b64(keys.prefix_end(self._prefix))}
         if self._start_revision is not None:
             request["start_revision"] = self._start_revision
+        body = json.dumps({"create_request": request}).encode()
         try:
-            response = self._session.post(
-                self._url, json={"create_request": request}, stream=True, timeout=(self._timeout, self._timeout)
-            )
-            self._response = response
-            self._socket = _stream_socket(response)
-            if response.status_code != 200:
-                raise DatastoreError(f"{self._what}: HTTP {response.status_code} {response.text[:200]}")
-            stream = messages(response.iter_content(chunk_size=None))
+            connection = self._gateway.new_connection(self._timeout)
+            with self._lock:
+                self._connection, self._socket = connection, connection.sock
+            connection.request("POST", API_PREFIX + "/watch", body=body, headers=JSON_HEADERS)
+            response = connection.getresponse()
+            if response.status != 200:
+                raise DatastoreError(f"{self._what}: {error_message(response.status, response.read())}")
+            stream = messages(chunks(response))
             first = next(stream, None)
             self._check_created(first)
             if self._socket is not None:
                 self._socket.settimeout(None)  # a watch may stay quiet for hours
-        except (requests.RequestException, ValueError, OSError) as exc:
+        except GatewayError as exc:
             self.cancel()
-            raise DatastoreError(f"{self._what}: {' '.join(str(exc).split())[:200]}") from exc
+            raise DatastoreError(f"{self._what}: {exc}") from exc
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            self.cancel()
+            raise DatastoreError(f"{self._what}: {reason(exc)}") from exc
         except DatastoreError:
             self.cancel()
             raise
@@ -167,7 +168,7 @@ class EtcdWatch:
             else:
                 error = "stream ended"
         except Exception as exc:  # noqa: BLE001 - any end of the stream is reported once
-            error = " ".join(str(exc).split())[:200] or type(exc).__name__
+            error = reason(exc)
         if self._stopping.is_set():
             return
         self._shutdown()
@@ -182,8 +183,8 @@ class EtcdWatch:
         result = message.get("result", {})
         if result.get("canceled"):
             compacted = result.get("compact_revision")
-            reason = result.get("cancel_reason") or (f"revision compacted (at {compacted})" if compacted else "")
-            return f"canceled by etcd {reason}".rstrip()
+            why = result.get("cancel_reason") or (f"revision compacted (at {compacted})" if compacted else "")
+            return f"canceled by etcd {why}".rstrip()
         for raw in result.get("events", []):
             if self._stopping.is_set():
                 return None
@@ -205,11 +206,9 @@ class EtcdWatch:
 
     def _release(self) -> None:
         with self._lock:
-            response, self._response = self._response, None
-        if response is not None:
-            response.close()
-        if self._own_session:
-            self._session.close()
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
 
     def cancel(self) -> None:
         """Stop the watch and wait for its thread (not when called from that thread)."""

@@ -141,7 +141,7 @@ def wait_healthy(
     says true; return the seconds waited. EtcdStartError if ``process`` exits or
     ``timeout`` passes, with the last lines of ``log``.
     """
-    from testbed.datastore.etcd import EtcdDatastore  # the runtime needs etcd3gw only here
+    from testbed.datastore.etcd import EtcdDatastore  # here: importing this module stays cheap
 
     if isinstance(target, Path):
         store: Datastore = EtcdDatastore.over_unix_socket(target, timeout=max(0.2, min(1.0, timeout)))

@@ -31,11 +31,18 @@ def start_agent(plan: LabPlan, host: HostPlan, lab_state: state.LabState) -> int
     return proc.pid
 
 
+def barrier(store: Datastore) -> int:
+    """Write the key every agent watches; its revision follows every earlier write."""
+    store.put(keys.BARRIER, {"updated": time.time()})
+    return store.last_write_revision
+
+
 def lagging(store: Datastore, hosts: list[str], revision: int) -> list[str]:
-    """Hosts whose agent has not yet enforced ``revision``."""
+    """Hosts whose agent has not yet enforced ``revision`` (one read, whatever the hosts)."""
+    statuses = store.list(keys.FELIX_STATUS)
     late = []
     for host in hosts:
-        reported = store.get(keys.felix_status(host)) or {}
+        reported = statuses.get(keys.felix_status(host)) or {}
         if int(reported.get("revision", 0)) < revision:
             late.append(host)
     return late

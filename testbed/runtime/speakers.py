@@ -8,12 +8,15 @@ goes host to host.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from agents.bgp.config import Peer, bird_rr_config, exabgp_config, exabgp_environment
+from agents.bgp.rtnetlink import RouteSocket
 from testbed import addressing, naming
 from testbed.netns import namespaces, processes
 from testbed.netns.links import PROTO_BIRD, NetnsLinks
@@ -24,6 +27,7 @@ from testbed.runtime.plan import HostPlan, LabPlan
 
 BGP_DIR = "bgp"
 BIRD_SOCKET = "bird.ctl"
+POLL_SECONDS = 0.02  # between checks while waiting for convergence
 
 
 def exabgp_binary() -> str:
@@ -120,16 +124,17 @@ def expected_routes(plan: LabPlan, host: HostPlan) -> set[str]:
     return wanted
 
 
-def learned_routes(netns: str) -> set[str]:
-    with NetnsLinks(netns) as links:
-        return {r.dst for r in links.routes(proto=PROTO_BIRD) if r.gateway is not None}
+def learned_routes(routes: RouteSocket) -> set[str]:
+    """The routes BGP installed in the netns of ``routes`` (proto bird, with a gateway)."""
+    return {r.dst for r in routes.routes() if r.proto == PROTO_BIRD and r.gateway is not None}
 
 
 def unestablished(plan: LabPlan, store: Datastore) -> dict[str, list[str]]:
-    """Per host, the peers its glue does not (yet) report Established in etcd."""
+    """Per host, the peers its glue does not (yet) report Established in etcd (one read)."""
+    statuses = store.list(keys.BGP_STATUS)
     missing = {}
     for host in plan.hosts:
-        reported = store.get(keys.bgp_status(host.name)) or {}
+        reported = statuses.get(keys.bgp_status(host.name)) or {}
         up = {p.get("address") for p in reported.get("peers", []) if p.get("info") == "Established"}
         lacking = [f"session {p.ip}" for p in peers_of(plan, host) if p.ip not in up]
         if lacking:
@@ -137,26 +142,60 @@ def unestablished(plan: LabPlan, store: Datastore) -> dict[str, list[str]]:
     return missing
 
 
-def wait_converged(plan: LabPlan, store: Datastore, timeout: float) -> float:
-    """Wait until every host has a BGP route for every other host's blocks and reports every
-    session Established (what `bgp status` shows); seconds waited."""
+RouteSource = Callable[[HostPlan], set[str]]
+
+
+class _KernelRoutes:
+    """learned_routes of each host, over one rtnetlink socket per host kept for the whole
+    wait. The socket is made by a short-lived thread that joined the host's netns (a
+    socket stays in the netns it was made in), which costs far less than a pyroute2
+    handle: that forks a child, and decodes every attribute of every link and route."""
+
+    def __init__(self, stack: contextlib.ExitStack) -> None:
+        self._stack = stack
+        self._sockets: dict[str, RouteSocket] = {}
+
+    def __call__(self, host: HostPlan) -> set[str]:
+        sock = self._sockets.get(host.name)
+        if sock is None:
+            sock = namespaces.run_inside(host.netns, RouteSocket)
+            self._stack.callback(sock.close)
+            self._sockets[host.name] = sock
+        return learned_routes(sock)
+
+
+def wait_converged(
+    plan: LabPlan, store: Datastore, timeout: float, *, routes: RouteSource | None = None, poll: float = POLL_SECONDS
+) -> float:
+    """Wait until every host reports every session Established (what `bgp status` shows)
+    and has a BGP route for every other host's blocks; seconds waited.
+
+    Each poll first reads the sessions from etcd (cheap); the kernels' routes are read
+    only once every session is up, and only on hosts that still lack some.
+    """
     started = time.monotonic()
     pending = {h.name: expected_routes(plan, h) for h in plan.hosts}
-    while True:
-        for host in plan.hosts:
-            if pending.get(host.name):
-                pending[host.name] -= learned_routes(host.netns)
-        missing = {name: sorted(routes) for name, routes in pending.items() if routes}
-        if not missing:
-            missing = unestablished(plan, store)
-        if not missing:
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout:
-            lacking = sorted(missing.items())
-            detail = "; ".join(f"{name} lacks {', '.join(routes[:3])}" for name, routes in lacking[:3])
-            if len(lacking) > 3:
-                detail += f"; and {len(lacking) - 3} more hosts"
-            raise TimeoutError(
-                f"BGP did not converge in {timeout:g} s ({detail}); logs in {state.folder(plan.lab) / BGP_DIR}"
-            )
-        time.sleep(0.05)
+    with contextlib.ExitStack() as stack:
+        routes_of = routes or _KernelRoutes(stack)
+
+        def lacking_routes() -> dict[str, list[str]]:
+            for host in plan.hosts:
+                if pending[host.name]:
+                    pending[host.name] -= routes_of(host)
+            return {name: sorted(r) for name, r in pending.items() if r}
+
+        while True:
+            sessions = unestablished(plan, store)
+            missing = sessions or lacking_routes()
+            if not missing:
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                missing = lacking_routes() or sessions
+                lacking = sorted(missing.items())
+                detail = "; ".join(f"{name} lacks {', '.join(what[:3])}" for name, what in lacking[:3])
+                if len(lacking) > 3:
+                    detail += f"; and {len(lacking) - 3} more hosts"
+                raise TimeoutError(
+                    f"BGP did not converge in {timeout:g} s ({detail}); logs in {state.folder(plan.lab) / BGP_DIR}"
+                )
+            time.sleep(poll)

@@ -163,3 +163,26 @@ def test_bad_arguments_exit_with_usage(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         bench.parse_args(argv)
     assert exc.value.code == 2
+
+
+def test_progress_lines_of_up_name_their_step() -> None:
+    assert bench.step_of("pods: 4/4 done\n") == "pods"
+    assert bench.step_of("fabric and etcd: 1/1 done") == "fabric and etcd"
+    assert bench.step_of("BGP converged: 1/1 done") == "BGP converged"
+    assert bench.step_of("pods: 3/4 done") is None  # only finished steps print
+    assert bench.step_of("testbed: error: BGP did not converge in 21 s (...)") is None
+
+
+def test_step_medians_keep_the_order_steps_came_in() -> None:
+    steps = [{"fabric and etcd": 0.40, "hosts": 0.50, "pods": 0.90}, {"fabric and etcd": 0.44, "hosts": 0.52, "pods": 0.80},
+             {"fabric and etcd": 0.42, "hosts": 0.56, "pods": 1.00}]  # fmt: skip
+    medians = bench.step_medians([Run(1.2, 0.8, 0.4, 4, 7, s) for s in steps])
+    assert list(medians) == ["fabric and etcd", "hosts", "pods"]
+    assert medians == {"fabric and etcd": 0.42, "hosts": 0.52, "pods": 0.9}
+    assert bench.step_medians(runs(4, 7, [1.0])) == {}
+
+
+def test_the_summary_says_when_each_step_of_up_was_done() -> None:
+    results = {"two-hosts": [Run(1.3, 0.9, 0.4, 4, 7, {"fabric and etcd": 0.45, "pods": 0.8, "BGP converged": 1.2})]}
+    lines = bench.summary_lines(bench.build_report(MACHINE, BASE, results))
+    assert "two-hosts up, s from start (median) when done: fabric and etcd 0.45, pods 0.80, BGP converged 1.20, exit 1.30" in lines

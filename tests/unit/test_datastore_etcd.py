@@ -17,11 +17,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("etcd3gw")
-
-from testbed.datastore import Datastore, DatastoreError  # noqa: E402
-from testbed.datastore.etcd import EtcdDatastore  # noqa: E402
-from testbed.runtime import etcd_server  # noqa: E402
+from testbed.datastore import Datastore, DatastoreError
+from testbed.datastore.etcd import EtcdDatastore
+from testbed.runtime import etcd_server
 
 
 def b64(text: str) -> str:
@@ -152,3 +150,86 @@ def test_wait_healthy_gives_up_with_the_log(short_dir: Path) -> None:
     message = str(info.value)
     assert message.splitlines()[0].endswith(f"not healthy after 0.2 s; last lines of {log}:")
     assert message.splitlines()[1:] == ["  first", "  something went wrong"]
+
+
+# --- the HTTP/1.1 transport: keep-alive, a dropped connection, errors, threads ------------
+
+
+class KeepAliveGateway(FakeGateway):
+    """HTTP/1.1 with keep-alive, counting connections; ``/v3/kv/put`` answers 400 as etcd's
+    gateway does, and a POST to ``/v3/hangup`` closes the connection after replying."""
+
+    protocol_version = "HTTP/1.1"
+    connections: list[int] = []
+
+    def setup(self) -> None:
+        super().setup()
+        KeepAliveGateway.connections.append(1)
+
+    def do_POST(self) -> None:
+        if self.path == "/v3/kv/put":
+            self.rfile.read(int(self.headers["Content-Length"]))
+            data = json.dumps({"error": "etcdserver: request is too large", "code": 3,
+                               "message": "etcdserver: request is too large"}).encode()  # fmt: skip
+            self.send_response(400)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        super().do_POST()
+        if self.path == "/v3/hangup":
+            self.close_connection = True  # no "Connection: close": the client cannot know
+
+
+@pytest.fixture
+def keepalive(short_dir: Path) -> Iterator[Path]:
+    path = short_dir / "etcd.sock:2379"
+    KeepAliveGateway.connections = []
+    server = UnixHTTPServer(str(path), KeepAliveGateway)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield path
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_one_connection_serves_many_requests(keepalive: Path) -> None:
+    with EtcdDatastore.over_unix_socket(keepalive) as ds:
+        for _ in range(20):
+            assert ds.get("/a") == {"x": 1}
+    assert len(KeepAliveGateway.connections) == 1
+
+
+def test_a_connection_the_server_closed_is_not_reused(keepalive: Path) -> None:
+    with EtcdDatastore.over_unix_socket(keepalive) as ds:
+        ds._post("hang up", "/hangup", {})
+        time.sleep(0.05)  # the server's close reaches the idle connection
+        assert ds.get("/a") == {"x": 1}
+    assert len(KeepAliveGateway.connections) == 2
+
+
+def test_a_refused_request_says_what_etcd_said(keepalive: Path) -> None:
+    with EtcdDatastore.over_unix_socket(keepalive) as ds:
+        with pytest.raises(DatastoreError) as info:
+            ds.put("/k", {})
+        assert ds.get("/a") == {"x": 1}  # the connection is still good
+    assert str(info.value) == f"etcd at unix:{keepalive}: put /k: HTTP 400: etcdserver: request is too large"
+
+
+def test_threads_share_one_store(keepalive: Path) -> None:
+    results: list[object] = []
+    with EtcdDatastore.over_unix_socket(keepalive) as ds:
+
+        def reader() -> None:
+            for _ in range(25):
+                results.append(ds.get("/a"))
+
+        threads = [threading.Thread(target=reader) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+    assert results == [{"x": 1}] * 200
+    assert len(KeepAliveGateway.connections) <= 8
