@@ -1,43 +1,189 @@
 """The built-in "images": what a pod runs when its topology or manifest names an image.
 
-No containers: an image is a program started inside the pod's netns. The Task 1 issue
-adds nginx and a busybox shell; today busybox pods idle (their netns is the pod) and
-agnhost pods serve TCP and UDP 80 and 81, as the upstream NetworkPolicy tests expect.
+No containers: an image is a program started inside the pod's netns, with the pod's own
+folder in the lab's state dir for whatever files it needs (a container would have its
+own filesystem). Everything here is pure: an image turns (pod, command) into a Program
+(argv, environment, files to write first), and the runtime starts it.
+
+- ``nginx``: real nginx on port 80 serving upstream's "Welcome to nginx!" page, its
+  config, pid file, temp files and logs in the pod's folder (agents/apps/nginx).
+- ``busybox``: no program of its own (the pod's netns alone, as busybox pods idle);
+  a command, ``kubectl exec`` or ``kubectl run -ti`` gets Debian's busybox sh with a
+  wget that has --timeout first on PATH (agents/apps/busybox-bin).
+- ``agnhost``: answers on TCP and UDP 80 and 81, as the upstream NetworkPolicy tests expect.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agents.apps import nginx
+
+APPS = Path(nginx.__file__).resolve().parent.parent  # agents/apps
+BUSYBOX_BIN = APPS / "busybox-bin"
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+WORKDIR = "/"  # where a container's processes start
+
+
+@dataclass(frozen=True)
+class PodContext:
+    """Who the program is for, and the pod's own folder (/run/testbed/<lab>/pods/<ns>.<pod>)."""
+
+    lab: str
+    namespace: str
+    pod: str
+    folder: Path
+
+
+@dataclass(frozen=True)
+class Program:
+    """What runs in a pod: argv, the files and folders it needs first, its environment."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str] | None = None  # None: the caller's environment
+    files: tuple[tuple[Path, str], ...] = ()  # (path, text), written before the start
+    folders: tuple[Path, ...] = ()  # made before the files
+    cwd: str = WORKDIR
 
 
 @dataclass(frozen=True)
 class Image:
     name: str
     description: str
-    default: Callable[[str, str], tuple[str, ...]]  # (namespace, pod) -> argv; () = nothing runs
+    default: Callable[[PodContext], Program | None]  # no command given; None = nothing runs
+    command: Callable[[PodContext, tuple[str, ...]], Program]  # the pod's own command
+    shell: tuple[str, ...] = ("sh",)  # what `kubectl exec`/`run -ti` runs with no command
+    env: Mapping[str, str] = field(default_factory=dict)  # interactive and command environment
+    interactive: Callable[[tuple[str, ...]], tuple[str, ...]] = lambda command: command
 
 
-def _idle(_namespace: str, _pod: str) -> tuple[str, ...]:
-    return ()
+class UnknownImage(ValueError):
+    pass
 
 
-def _agnhost(namespace: str, pod: str) -> tuple[str, ...]:
-    return (sys.executable, "-m", "agents.apps.serve", "--tcp", "80,81", "--udp", "80,81", "--name", f"{namespace}/{pod}")
+def container_env(path: str = SYSTEM_PATH) -> dict[str, str]:
+    """A container's environment: not the caller's (no sudo or testbed variables)."""
+    return {"PATH": path, "HOME": "/root"}
+
+
+# --- nginx -------------------------------------------------------------------
+
+
+def nginx_program(context: PodContext, extra: tuple[str, ...] = ()) -> Program:
+    folder = context.folder
+    return Program(
+        argv=nginx.argv(folder, *extra),
+        files=(
+            (nginx.config_path(folder), nginx.render_config(folder, nginx.PORT)),
+            (folder / "html" / "index.html", nginx.page()),
+        ),
+        folders=nginx.folders(folder),
+    )
+
+
+def _nginx_command(context: PodContext, command: tuple[str, ...]) -> Program:
+    """`nginx ...` (the image's own CMD is `nginx -g 'daemon off;'`) runs on the pod's
+    files, never on /etc/nginx; anything else runs as given."""
+    if _basename(command[0]) != "nginx":
+        return Program(argv=command)
+    extra = command[1:]
+    if extra[:2] == ("-g", "daemon off;"):  # already in the pod's config
+        extra = extra[2:]
+    return nginx_program(context, extra)
+
+
+# --- busybox -----------------------------------------------------------------
+
+BUSYBOX_ENV = container_env(f"{BUSYBOX_BIN}:{SYSTEM_PATH}")
+_BUSYBOX_OWN = {"sh": "sh", "ash": "sh", "wget": "wget"}  # applets we replace: ours from busybox-bin
+
+
+def busybox_argv(command: tuple[str, ...]) -> tuple[str, ...]:
+    """`/bin/sh`, `sh -c ...`, `wget ...`, `busybox wget ...` -> ours; the rest as given."""
+    if not command:
+        return (str(BUSYBOX_BIN / "sh"),)
+    first, rest = _basename(command[0]), command[1:]
+    if first == "busybox" and rest and _basename(rest[0]) in _BUSYBOX_OWN:
+        first, rest = _basename(rest[0]), rest[1:]
+    own = _BUSYBOX_OWN.get(first)
+    if own is None or ("/" in command[0] and not _in_system_bin(command[0])):
+        return command
+    return (str(BUSYBOX_BIN / own), *rest)
+
+
+def _busybox_command(_context: PodContext, command: tuple[str, ...]) -> Program:
+    return Program(argv=busybox_argv(command), env=BUSYBOX_ENV)
+
+
+# --- agnhost -----------------------------------------------------------------
+
+
+def _agnhost(context: PodContext) -> Program:
+    name = f"{context.namespace}/{context.pod}"
+    return Program(argv=(sys.executable, "-m", "agents.apps.serve", "--tcp", "80,81", "--udp", "80,81", "--name", name))
+
+
+def _coredns(context: PodContext) -> Program:
+    """The lab's cluster DNS, reading Services from the lab's etcd over its unix socket."""
+    from testbed.runtime import etcd_server, state  # noqa: PLC0415 - only this image needs them
+
+    socket = etcd_server.socket_path(state.folder(context.lab))
+    return Program(argv=(sys.executable, "-m", "agents.apps.dns", "--lab", context.lab, "--etcd-socket", str(socket)))
+
+
+def _as_given(_context: PodContext, command: tuple[str, ...]) -> Program:
+    return Program(argv=command)
+
+
+def _nothing(_context: PodContext) -> Program | None:
+    return None
+
+
+def _basename(word: str) -> str:
+    return word.rsplit("/", 1)[-1]
+
+
+def _in_system_bin(word: str) -> bool:
+    return word.rsplit("/", 1)[0] in ("/bin", "/usr/bin", "/sbin", "/usr/sbin")
 
 
 IMAGES = {
     image.name: image
     for image in (
-        Image("busybox", "no program yet: the pod's netns alone (a shell comes with the Task 1 work)", _idle),
-        Image("agnhost", "answers on TCP and UDP ports 80 and 81 with <namespace>/<pod>", _agnhost),
+        Image(
+            "nginx",
+            "nginx serving the 'Welcome to nginx!' page on port 80",
+            lambda context: nginx_program(context),
+            _nginx_command,
+            env=container_env(),
+        ),
+        Image(
+            "busybox",
+            "no program (the pod's netns alone); sh and a wget with --timeout for commands and shells",
+            _nothing,
+            _busybox_command,
+            env=BUSYBOX_ENV,
+            interactive=busybox_argv,
+        ),
+        Image(
+            "coredns",
+            "the cluster DNS: <svc>.<ns>.svc.cluster.local from the lab's Services (UDP and TCP 53)",
+            _coredns,
+            _as_given,
+            env=container_env(),
+        ),
+        Image(
+            "agnhost",
+            "answers on TCP and UDP ports 80 and 81 with <namespace>/<pod>",
+            _agnhost,
+            _as_given,
+            env=container_env(),
+        ),
     )
 }
-
-
-class UnknownImage(ValueError):
-    pass
 
 
 def base_name(image: str) -> str:
@@ -52,6 +198,21 @@ def lookup(image: str) -> Image:
     return found
 
 
-def argv_for(image: str, command: tuple[str, ...], namespace: str, pod: str) -> tuple[str, ...]:
-    """What runs in the pod: its own command, else the image's default."""
-    return command or lookup(image).default(namespace, pod)
+def program_for(image: str, command: tuple[str, ...], context: PodContext) -> Program | None:
+    """What runs in the pod: its own command, else the image's default (None: nothing)."""
+    found = lookup(image)
+    return found.command(context, command) if command else found.default(context)
+
+
+def interactive_argv(image: str, command: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, str]]:
+    """argv and environment for `kubectl run -ti` / `kubectl exec` in a pod.
+
+    Run it in the foreground inside the pod's netns (`ip netns exec NETNS argv...`),
+    with the caller's terminal, the environment laid over the caller's (PATH and HOME
+    are the image's; TERM stays the caller's, whose terminal it is). The argv starts
+    in / as a container's processes do. No command: the image's shell (busybox:
+    `/ # `, and `wget` is ours).
+    """
+    found = lookup(image)
+    argv = found.interactive(command or found.shell)
+    return ("env", "-C", WORKDIR, *argv), dict(found.env)
