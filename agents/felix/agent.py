@@ -14,82 +14,150 @@ import argparse
 import logging
 import queue
 import signal
+import socket
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agents.felix.apply import IPSets, IptablesTable, SubprocessRunner, apply_all
+from agents.felix.apply import IPSets, IptablesTable, Runner, SubprocessRunner, apply_all
 from agents.felix.render.host import HostRules, render_host
+from agents.kubeproxy import KubeProxyTables, desired_rules
 from testbed import naming
 from testbed.netns import namespaces
-from testbed.datastore import keys
-from testbed.datastore.base import Datastore, DatastoreError
+from testbed.datastore import keys, records
+from testbed.datastore.base import Datastore, DatastoreError, WatchCallback, WatchEvent
 from testbed.kube.objects import NETWORK_POLICIES
-from testbed.kube.view import read_view
+from testbed.kube.view import PREFIXES as VIEW_PREFIXES, ViewCache
 from testbed.model.policy import Endpoint
 
 LOG = logging.getLogger("agents.felix")
 RESYNC_SECONDS = 10.0  # Felix v3.28 resyncs ipsets every 10 s; we resync everything
 DEBOUNCE_SECONDS = 0.01
-WATCHED = (keys.WORKLOAD_ENDPOINTS, keys.K8S_NAMESPACES, NETWORK_POLICIES)
+WATCHED = (keys.WORKLOAD_ENDPOINTS, keys.K8S_NAMESPACES, NETWORK_POLICIES, keys.SERVICES, keys.PODS, keys.BARRIER)
+
+# Workload routes, as Felix programs them: main table, scope link, protocol boot (3, Felix's
+# DeviceRouteProtocol default, which `ip route` does not print).
+MAIN_TABLE = 254
+SCOPE_LINK = 253
+PROTO_BOOT = 3
 
 
 class Dataplane:
-    """The kernel side: tables, ipsets, local workload routes and sysctls."""
+    """The kernel side: tables, ipsets, local workload routes and sysctls.
 
-    def __init__(self) -> None:
-        runner = SubprocessRunner()
+    The tables and ipsets remember what they last wrote: a normal apply diffs against that
+    memory; ``resync`` (the timed full sync) reads the kernel back and repairs drift.
+    """
+
+    def __init__(self, runner: Runner | None = None) -> None:
+        runner = runner or SubprocessRunner()
         self.filter = IptablesTable("filter", runner)
         self.raw = IptablesTable("raw", runner)
         self.ipsets = IPSets(runner)
+        self.kube_proxy = KubeProxyTables(runner)  # kube-proxy's nat (and reject) rules, same thread
 
-    def apply(self, rules: HostRules, local: Sequence[Endpoint], repair_workloads: bool) -> bool:
+    def apply_services(self, nat_text: str, filter_text: str, resync: bool) -> bool:
+        """kube-proxy's part, after Felix's: its filter hooks are appended after Felix's."""
+        return self.kube_proxy.apply(nat_text, filter_text, resync=resync).wrote
+
+    def apply(self, rules: HostRules, local: Sequence[Endpoint], repair_workloads: bool, resync: bool = True) -> bool:
         self.ipsets.desired(rules.ipsets)
         self.filter.desired(rules.chains, [(h.chain, h.rule) for h in rules.hooks if h.table == "filter"])
         self.raw.desired(rules.raw_chains, [(h.chain, h.rule) for h in rules.hooks if h.table == "raw"])
-        report = apply_all([self.raw, self.filter], self.ipsets)
+        report = apply_all([self.raw, self.filter], self.ipsets, resync=resync)
         if repair_workloads:
             self.ensure_workloads(local)
         return report.wrote
 
     @staticmethod
     def ensure_workloads(local: Sequence[Endpoint]) -> None:
-        """`<pod IP> dev caliX scope link` and the cali sysctls, for every local workload."""
+        """`<pod IP> dev caliX scope link` and the cali sysctls, for every local workload.
+
+        One dump of the routes, interface indexes from if_nametoindex, and only missing
+        routes are replaced: a pyroute2 lookup per pod dumped every link each time
+        (quadratic: over a second at 250 pods per host, on every timed resync); even one
+        parsed link dump costs 55 ms there, the 250 ioctls well under one."""
         from pyroute2 import IPRoute  # here: unit tests of the agent's logic never need it
 
         with IPRoute() as ipr:
+            present = {
+                (msg.get_attr("RTA_DST"), msg.get_attr("RTA_OIF"))
+                for msg in ipr.get_routes(family=socket.AF_INET, table=MAIN_TABLE)
+                if msg["dst_len"] == 32 and msg["scope"] == SCOPE_LINK and msg["proto"] == PROTO_BOOT
+            }
             for ep in local:
                 interface = naming.workload_interface(ep.namespace, ep.name)
-                found = ipr.link_lookup(ifname=interface)
-                if not found:
+                try:
+                    oif = socket.if_nametoindex(interface)
+                except OSError:
                     continue  # the pod is being created or deleted
-                ipr.route("replace", dst=f"{ep.ip}/32", oif=found[0], scope="link", proto=3)
+                if (ep.ip, oif) not in present:
+                    ipr.route("replace", dst=f"{ep.ip}/32", oif=oif, scope=SCOPE_LINK, proto=PROTO_BOOT)
                 for key, value in (("proxy_arp", "1"), ("forwarding", "1"), ("route_localnet", "1")):
                     path = Path(f"/proc/sys/net/ipv4/conf/{interface}/{key}")
-                    if path.exists() and path.read_text().strip() != value:
-                        path.write_text(value)
+                    try:
+                        if path.read_text().strip() != value:
+                            path.write_text(value)
+                    except FileNotFoundError:
+                        break  # the interface went away meanwhile
+
+
+class Changes:
+    """Which watched prefixes changed since the agent last looked, and the lowest revision
+    of each change: filled by the watch threads, taken by the sync (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._first: dict[str, int] = {}  # prefix -> lowest revision not yet read
+
+    def note(self, prefix: str, revision: int) -> None:
+        with self._lock:
+            self._first[prefix] = min(self._first.get(prefix, revision), revision)
+
+    def take(self) -> dict[str, int]:
+        with self._lock:
+            taken, self._first = self._first, {}
+        return taken
+
+    def pending(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._first)
 
 
 class Agent:
     def __init__(self, store: Datastore, host: str, dataplane: Dataplane) -> None:
         self.store, self.host, self.dataplane = store, host, dataplane
         self.enforced = 0
+        self.changes = Changes()  # noted by the watches (see `run`)
+        self.view = ViewCache()
         self._local: tuple[Endpoint, ...] | None = None
+        self._host_ip: object | None = None
 
-    def sync(self, full: bool = True) -> None:
+    def sync(self, full: bool = True, relist: bool | None = None) -> None:
         """Render and apply; workload routes and sysctls are checked when the local
-        endpoints changed and on every full (timed) resync, not on each policy change."""
+        endpoints changed and on every full (timed) resync, not on each policy change.
+
+        Felix's way, so that the cost of a change follows the change, not the size of the
+        host: only the prefixes the watches saw change are re-listed (``relist``, by
+        default as ``full``: everything, when the watches may have missed something), and
+        the tables and ipsets are diffed against what they last wrote; a ``full`` sync
+        reads the kernel back instead and repairs drift (a rule deleted by hand)."""
         started = time.monotonic()
         if self.enforced == 0 and self.store.get(keys.LAB) is None:
             return  # like Felix: no kernel writes before the first complete snapshot
-        view = read_view(self.store)
+        changed = self.changes.take()
+        reread = set(VIEW_PREFIXES) if (full if relist is None else relist) else set(changed) & set(VIEW_PREFIXES)
+        view = self.view.read(self.store, reread)
         rules = render_host(self.host, view.endpoints, view.namespaces, view.policies)
         local = tuple(ep for ep in view.endpoints if ep.host == self.host)
-        wrote = self.dataplane.apply(rules, local, repair_workloads=full or local != self._local)
+        nat_text, service_filter = self._service_rules()
+        wrote = self.dataplane.apply(rules, local, repair_workloads=full or local != self._local, resync=full)
+        wrote = self.dataplane.apply_services(nat_text, service_filter, resync=full) or wrote
         self._local = local
-        self.enforced = view.revision
+        self.enforced = max(self.enforced, claimable(view.revision, self.changes.pending(), reread))
         took = 1000 * (time.monotonic() - started)
         if wrote:
             LOG.info(
@@ -98,30 +166,53 @@ class Agent:
             )
         else:
             LOG.debug("revision %d unchanged, checked in %.0f ms", view.revision, took)
-        self.store.put(keys.felix_status(self.host), {"host": self.host, "revision": view.revision, "updated": time.time()})
+        self.store.put(keys.felix_status(self.host), {"host": self.host, "revision": self.enforced, "updated": time.time()})
+
+
+    def _service_rules(self) -> tuple[str, str]:
+        """kube-proxy's rules for every Service (endpoints: the stored pods of all hosts).
+        NodePorts answer on this host's own address, as kube-proxy's --nodeport-addresses."""
+        services = list(self.store.list(keys.SERVICES).values())
+        pods = list(self.store.list(keys.PODS).values()) if services else []
+        if self._host_ip is None:
+            node = self.store.get(keys.node(self.host))
+            self._host_ip = records.node_summary(node).ip if node else None
+        return desired_rules(services, pods, [str(self._host_ip)] if self._host_ip else [])
+
+
+def claimable(revision: int, pending: dict[str, int], reread: set[str]) -> int:
+    """The revision a sync may report as enforced. Its view holds every change up to
+    ``revision`` for the prefixes it re-listed; a prefix it took from the cache is only
+    known up to the changes the watches had delivered when it started. A change that a
+    watch delivered since (``pending``) at or below ``revision`` was missed: report less,
+    so that no one waiting for it is told it is enforced (the next sync, which that
+    change has already triggered, reports it)."""
+    missed = [first for prefix, first in pending.items() if prefix in VIEW_PREFIXES and prefix not in reread]
+    return min([revision, *(first - 1 for first in missed)])
 
 
 def run(agent: Agent, store: Datastore, events: queue.SimpleQueue[str], resync: float = RESYNC_SECONDS) -> None:
     """Sync, then wait for a change (debounced), a lost watch, "stop" or the resync timer."""
     cancels: list[Any] = []
-    full = True
+    full = relist = True
     while True:
         if not cancels:
             try:
                 cancels = [
-                    store.watch_prefix(p, lambda _e: events.put("change"), on_error=lambda _e: events.put("lost"))
+                    store.watch_prefix(p, _noting(agent.changes, p, events), on_error=lambda _e: events.put("lost"))
                     for p in WATCHED
                 ]
             except DatastoreError as exc:
                 LOG.warning("%s; retrying", exc)
                 time.sleep(0.5)
                 continue
+        failed = False
         try:
-            agent.sync(full=full)
+            agent.sync(full=full, relist=relist)
             wait = resync
         except Exception as exc:  # noqa: BLE001 - fail closed: the last rules stay; retry soon
             LOG.error("sync failed: %s", exc)
-            wait = 0.5
+            wait, failed = 0.5, True
         items: list[str] = []
         try:
             items.append(events.get(timeout=wait))
@@ -130,7 +221,11 @@ def run(agent: Agent, store: Datastore, events: queue.SimpleQueue[str], resync: 
                 items.append(events.get_nowait())
         except queue.Empty:
             pass
-        full = not items  # woken by the timer: a full resync
+        # Re-list the view when a lost watch may have missed changes, or a failed sync
+        # left it half read; resync the kernel then too, and on the timer. Between, the
+        # watches say what changed (the view) and memory what the kernel holds.
+        relist = "lost" in items or failed
+        full = not items or relist
         if "stop" in items:
             break
         if "lost" in items:
@@ -139,6 +234,14 @@ def run(agent: Agent, store: Datastore, events: queue.SimpleQueue[str], resync: 
             cancels = []
     for cancel in cancels:
         cancel()
+
+
+def _noting(changes: Changes, prefix: str, events: queue.SimpleQueue[str]) -> WatchCallback:
+    def callback(event: WatchEvent) -> None:
+        changes.note(prefix, event.revision)
+        events.put("change")
+
+    return callback
 
 
 def main(argv: Sequence[str] | None = None) -> int:

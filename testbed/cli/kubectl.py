@@ -7,16 +7,17 @@ are kubectl's (in the lab's wording: `networkpolicy.networking.k8s.io "x" create
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
-from datetime import datetime, timezone
 from typing import Any
 
 import click
 import yaml
 
 from testbed import api
-from testbed.kube import edits, objects
+from testbed.cli import kube_tables
+from testbed.kube import edits, objects, removal
 from testbed.kube.errors import ManifestError
 
 DEFAULT_NAMESPACE = "default"
@@ -53,13 +54,13 @@ def _enforced(store: Any, wait: str) -> None:
     if wait != "true":
         return
     from testbed.datastore import keys, records
-    from testbed.runtime.policy_agents import wait_enforced
+    from testbed.runtime.policy_agents import barrier, wait_enforced
 
     if not store.last_write_revision:
         return  # nothing was written
     hosts = [records.node_summary(v).name for v in store.list(keys.NODES).values()]
     try:
-        wait_enforced(store, hosts, store.last_write_revision)
+        wait_enforced(store, hosts, barrier(store))
     except TimeoutError as exc:
         _fail(exc)
 
@@ -153,86 +154,60 @@ def delete(
     ctx: click.Context, kind: str | None, names: tuple[str, ...], filename: str | None, namespace: str | None,
     everything: bool, wait: str,
 ) -> None:
-    """Delete network policies (by name, --all, or -f FILE) or namespaces (with their policies)."""
+    """Delete objects by KIND NAME..., KIND --all, or -f FILE.
+
+    A namespace goes with everything in it (pods and their netns, services, workloads,
+    policies); a workload goes with its pods; a pod of a workload is replaced.
+    """
     try:
         lab = _lab(ctx)
-        changes: list[objects.Change] = []
         with api.datastore(lab) as store:
             if filename:
                 text, source = _read(filename)
-                for obj in objects.parse_objects(objects.load_documents(text, source), namespace):
-                    if isinstance(obj, objects.NamespaceObject):
-                        changes += _delete_namespace(lab, store, obj.name)
-                    else:
-                        changes += edits.delete_policies(store, obj.namespace, [obj.name], False)  # type: ignore[attr-defined]
-            elif kind and edits.resource(kind) == "networkpolicies":
+                targets = [_target_of(o) for o in objects.parse_objects(objects.load_documents(text, source), namespace)]
+            elif kind:
+                plural = edits.resource(kind)
                 if not names and not everything:
                     raise ManifestError(["error: resource(s) were provided, but no name was specified"])
-                changes = edits.delete_policies(store, namespace or DEFAULT_NAMESPACE, names, everything)
-            elif kind and edits.resource(kind) == "namespaces":
-                for name in names:
-                    changes += _delete_namespace(lab, store, name)
+                scope = None if not edits.is_namespaced(plural) else (namespace or DEFAULT_NAMESPACE)
+                if everything:
+                    names = tuple(v["metadata"]["name"] for v in edits.get(store, plural, scope))
+                targets = [(plural, scope, n) for n in names]
             else:
-                raise ManifestError(["error: must specify -f FILE, or networkpolicy NAME|--all, or ns NAME"])
+                raise ManifestError(["error: must specify -f FILE, or KIND NAME..., or KIND --all"])
+            changes = removal.delete(lab, store, targets)
             _enforced(store, wait)
-    except ManifestError as exc:
+    except (ManifestError, api.LabError) as exc:
         _fail(exc)
         return
     for change in changes:
         click.echo(change.line())
 
 
-def _delete_namespace(lab: str, store: Any, name: str) -> list[objects.Change]:
-    from testbed.datastore import keys
+def _target_of(obj: object) -> tuple[str, str | None, str]:
+    """(plural, namespace or None, name) of a parsed manifest object."""
+    from testbed.kube import services, workloads
 
-    if store.get(keys.k8s_namespace(name)) is None:
-        raise ManifestError([f'Error from server (NotFound): namespaces "{name}" not found'])
-    for pod_key in list(store.list(keys.pods_in(name))):
-        api.delete_pod(lab, f"{name}/{pod_key.rsplit('/', 1)[-1]}")
-    store.delete_prefix(f"{objects.NETWORK_POLICIES}{name}/")
-    for key in (keys.k8s_namespace(name), keys.namespace_profile(name), keys.service_account_profile(name)):
-        store.delete(key)
-    return [objects.Change("namespace", name, "deleted")]
-
-
-def _age(value: dict[str, Any]) -> str:
-    stamp = value.get("metadata", {}).get("creationTimestamp")
-    try:
-        seconds = time.time() - datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
-    except (TypeError, ValueError):
-        return "<unknown>"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit}"
-    return f"{max(0, int(seconds))}s"
+    if isinstance(obj, objects.NamespaceObject):
+        return ("namespaces", None, obj.name)
+    if isinstance(obj, objects.StoredObject):
+        return (obj.resource.split(".")[0], obj.namespace, obj.name)
+    if isinstance(obj, services.Service):
+        return ("services", obj.namespace, obj.name)
+    if isinstance(obj, workloads.Workload):
+        return (obj.plural.split(".")[0], obj.namespace, obj.name)
+    return ("networkpolicies", obj.namespace, obj.name)  # type: ignore[attr-defined]
 
 
-def _selector_text(value: dict[str, Any]) -> str:
-    selector = value.get("spec", {}).get("podSelector") or {}
-    labels = selector.get("matchLabels") or {}
-    parts = [f"{k}={v}" for k, v in sorted(labels.items())]
-    parts += [f"{e['key']} {e['operator']}" for e in selector.get("matchExpressions") or []]
-    return ",".join(parts) or "<none>"
+def _print_table(store: Any, plural: str, values: list[dict[str, Any]], all_namespaces: bool, wide: bool, header: bool = True) -> None:
+    from testbed.kube import controller
 
-
-def _table(plural: str, values: list[dict[str, Any]], all_namespaces: bool, wide: bool) -> list[list[str]]:
-    if plural == "namespaces":
-        rows = [["NAME", "STATUS", "AGE"]]
-        rows += [[v["metadata"]["name"], v.get("status", {}).get("phase", "Active"), _age(v)] for v in values]
-        return rows
-    if plural == "pods":
-        header = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"] + (["IP", "NODE"] if wide else [])
-        rows = [header]
-        for v in values:
-            row = [v["metadata"]["name"], "1/1", v.get("status", {}).get("phase", "Running"), "0", _age(v)]
-            if wide:
-                row += [v.get("status", {}).get("podIP", "<none>"), v.get("spec", {}).get("nodeName", "<none>")]
-            rows.append(row)
-    else:
-        rows = [["NAME", "POD-SELECTOR", "AGE"]] + [[v["metadata"]["name"], _selector_text(v), _age(v)] for v in values]
-    if all_namespaces:
-        rows = [["NAMESPACE", *rows[0]]] + [[v["metadata"].get("namespace", ""), *r] for v, r in zip(values, rows[1:])]
-    return rows
+    table = kube_tables.rows(plural, values, wide, lambda kind, v: controller.status_of(store, kind, v))
+    if all_namespaces and edits.is_namespaced(plural):
+        table = kube_tables.with_namespace(table, values)
+    lines = kube_tables.render(table)
+    for line in lines if header else lines[1:]:
+        click.echo(line)
 
 
 @kubectl.command()
@@ -241,34 +216,121 @@ def _table(plural: str, values: list[dict[str, Any]], all_namespaces: bool, wide
 @click.option("-n", "--namespace", default=None)
 @click.option("-A", "--all-namespaces", is_flag=True)
 @click.option("-o", "--output", "fmt", type=click.Choice(["yaml", "json", "wide", "name"]), default=None)
+@click.option("-w", "--watch", is_flag=True, help="After listing, print each change as it happens (Ctrl-C stops).")
+@click.option("--request-timeout", type=float, default=0.0, help="With --watch: stop after this many seconds (0 = never).")
 @click.pass_context
-def get(ctx: click.Context, kind: str, name: str | None, namespace: str | None, all_namespaces: bool, fmt: str | None) -> None:
-    """List namespaces, pods or network policies (pods show their IP as status.podIP)."""
+def get(
+    ctx: click.Context, kind: str, name: str | None, namespace: str | None, all_namespaces: bool, fmt: str | None,
+    watch: bool, request_timeout: float,
+) -> None:
+    """List objects: pods, svc, deploy, rs, rc, ns, netpol, nodes, and the stored-only kinds.
+
+    \b
+    Examples:
+      kubectl get pods -n policy-demo -o wide
+      kubectl get svc -n policy-demo -o wide
+      kubectl get pods --all-namespaces --watch
+      kubectl get netpol -n policy-demo -o yaml
+    """
+    if kind == "all":
+        _get_all(ctx, namespace, all_namespaces, fmt == "wide")
+        return
     try:
         lab = _lab(ctx)
         plural = edits.resource(kind)
-        scope = None if all_namespaces or plural == "namespaces" else (namespace or DEFAULT_NAMESPACE)
-        with api.datastore(lab) as store:
-            values = edits.get(store, kind, scope, name)
-    except ManifestError as exc:
+        scope = None if all_namespaces or not edits.is_namespaced(plural) else (namespace or DEFAULT_NAMESPACE)
+        store = api.datastore(lab)
+        values = edits.get(store, kind, scope, name)
+    except (ManifestError, api.LabError) as exc:
         _fail(exc)
         return
-    if fmt in ("yaml", "json"):
-        doc: Any = values[0] if name else {"apiVersion": "v1", "kind": "List", "items": values}
-        click.echo(json.dumps(doc, indent=4) if fmt == "json" else yaml.safe_dump(doc, sort_keys=False).rstrip())
+    with store:
+        if plural in ("deployments", "replicasets", "replicationcontrollers") and fmt in ("yaml", "json"):
+            from testbed.kube import controller
+
+            values = [{**v, "status": controller.status_of(store, {"deployments": "Deployment", "replicasets": "ReplicaSet"}.get(plural, "ReplicationController"), v)} for v in values]
+        if fmt in ("yaml", "json"):
+            doc: Any = values[0] if name else {"apiVersion": "v1", "kind": "List", "items": values}
+            click.echo(json.dumps(doc, indent=4) if fmt == "json" else yaml.safe_dump(doc, sort_keys=False).rstrip())
+            return
+        if fmt == "name":
+            singular = {"networkpolicies": "networkpolicy.networking.k8s.io", "deployments": "deployment.apps",
+                        "replicasets": "replicaset.apps"}.get(plural, plural[:-1])  # fmt: skip
+            for v in values:
+                click.echo(f"{singular}/{v['metadata']['name']}")
+            return
+        wide = fmt == "wide"
+        if values:
+            _print_table(store, plural, values, all_namespaces, wide)
+        elif not watch:
+            where = "" if scope is None else f" in {scope} namespace"
+            click.echo(f"No resources found{where}.", err=True)
+            return
+        if watch:
+            _watch(store, plural, scope, name, all_namespaces, wide, request_timeout)
+
+
+ALL_KINDS = (("pods", "pod"), ("services", "service"), ("deployments", "deployment.apps"),
+             ("replicasets", "replicaset.apps"), ("replicationcontrollers", "replicationcontroller"))  # fmt: skip
+
+
+def _get_all(ctx: click.Context, namespace: str | None, all_namespaces: bool, wide: bool) -> None:
+    """kubectl get all: pods, services and workloads, names prefixed with their kind."""
+    from testbed.kube import controller
+
+    scope = None if all_namespaces else (namespace or DEFAULT_NAMESPACE)
+    try:
+        lab = _lab(ctx)
+        with api.datastore(lab) as store:
+            blocks = []
+            for plural, prefix in ALL_KINDS:
+                values = edits.get(store, plural, scope)
+                if not values:
+                    continue
+                table = kube_tables.rows(plural, values, wide, lambda kind, v: controller.status_of(store, kind, v))
+                table = [table[0]] + [[f"{prefix}/{row[0]}", *row[1:]] for row in table[1:]]
+                if all_namespaces:
+                    table = kube_tables.with_namespace(table, values)
+                blocks.append(kube_tables.render(table))
+    except (ManifestError, api.LabError) as exc:
+        _fail(exc)
         return
-    if fmt == "name":
-        for v in values:
-            click.echo(f"{plural[:-1] if plural != 'networkpolicies' else 'networkpolicy.networking.k8s.io'}/{v['metadata']['name']}")
-        return
-    if not values:
-        where = "" if scope is None else f" in {scope} namespace"
-        click.echo(f"No resources found{where}.", err=True)
-        return
-    rows = _table(plural, values, all_namespaces and plural != "namespaces", fmt == "wide")
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo("   ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    if not blocks:
+        click.echo("No resources found" + (f" in {scope} namespace." if scope else "."), err=True)
+    for i, lines in enumerate(blocks):
+        if i:
+            click.echo("")
+        for line in lines:
+            click.echo(line)
+
+
+def _watch(store: Any, plural: str, scope: str | None, name: str | None, all_namespaces: bool, wide: bool, timeout: float) -> None:
+    """kubectl get --watch: one row per change of an object, until Ctrl-C (or the timeout)."""
+    import queue
+
+    prefix = edits.PREFIXES.get(plural) or edits.CLUSTER_SCOPED.get(plural)
+    if prefix is None:
+        raise click.UsageError(f"--watch is not supported for {plural}")
+    prefix = f"{prefix}{scope}/" if scope and plural in edits.PREFIXES else prefix
+    events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    cancel = store.watch_prefix(prefix, events.put)
+    deadline = time.monotonic() + timeout if timeout > 0 else None
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            try:
+                event = events.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            value = event.value
+            if event.kind == "delete" or value is None:
+                continue
+            if name and value.get("metadata", {}).get("name") != name:
+                continue
+            _print_table(store, plural, [value], all_namespaces, wide, header=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cancel()
 
 
 @kubectl.command()
@@ -292,3 +354,227 @@ def label(
         _fail(exc)
         return
     click.echo(change.line())
+
+
+def _parse_labels(text: str | None, name: str) -> dict[str, str]:
+    if not text:
+        return {"run": name}
+    labels: dict[str, str] = {}
+    for part in text.split(","):
+        key, eq, value = part.partition("=")
+        if not eq or not key:
+            raise ManifestError([f"error: invalid label spec: {part}"])
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def run_manifest(
+    name: str, namespace: str, image: str, labels: dict[str, str], args: list[str], replicas: int,
+    as_pod: bool, port: int | None, as_command: bool,
+) -> dict[str, Any]:
+    """The object `kubectl run` creates: a Deployment (the lab's kubectl), or a Pod for
+    ``--rm``/``--restart=Never``. Pure."""
+    container: dict[str, Any] = {"name": name, "image": image}
+    if args:
+        container["command" if as_command else "args"] = args
+    if port:
+        container["ports"] = [{"containerPort": port}]
+    pod_spec = {"containers": [container]}
+    if as_pod:
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace, "labels": labels}, "spec": pod_spec}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+@kubectl.command(context_settings={"allow_interspersed_args": True})
+@click.argument("name")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--image", required=True, help="nginx, busybox, agnhost, ... (see `testbed topologies`).")
+@click.option("-n", "--namespace", default=None)
+@click.option("--replicas", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("-l", "--labels", default=None, help="k=v,k2=v2 (default: run=NAME).")
+@click.option("--rm", "remove", is_flag=True, help="Delete the pod when the session ends (with -i).")
+@click.option("-i", "--stdin", "interactive", is_flag=True, help="Attach stdin/stdout; the exit code passes through.")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a terminal (with -i).")
+@click.option("--restart", type=click.Choice(["Always", "OnFailure", "Never"]), default=None)
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="The container port to declare.")
+@click.option("--command", "as_command", is_flag=True, help="ARGS are the command, not the image's arguments.")
+@wait_option
+@click.pass_context
+def run(
+    ctx: click.Context, name: str, args: tuple[str, ...], image: str, namespace: str | None, replicas: int,
+    labels: str | None, remove: bool, interactive: bool, tty: bool, restart: str | None, port: int | None,
+    as_command: bool, wait: str,
+) -> None:
+    """Run an image: a Deployment whose pods carry run=NAME, or an interactive pod.
+
+    \b
+    Examples:
+      kubectl run --namespace=policy-demo nginx --replicas=2 --image=nginx
+      kubectl run --namespace=policy-demo access --rm -ti --image busybox /bin/sh
+      kubectl run -n policy-demo probe --rm -i --image busybox -- wget -q --timeout=5 nginx -O -
+    """
+    from testbed import images
+
+    if args and args[0] == "--":
+        args = args[1:]
+    ns = namespace or DEFAULT_NAMESPACE
+    as_pod = remove or interactive or restart == "Never"
+    try:
+        doc = run_manifest(name, ns, image, _parse_labels(labels, name), list(args), replicas, as_pod, port, as_command)
+        if interactive:
+            doc["spec"]["containers"][0].pop("args", None)  # the session runs them, not the pod
+            doc["spec"]["containers"][0].pop("command", None)
+        lab = _lab(ctx)
+        with api.datastore(lab) as store:
+            parsed = objects.parse_objects([doc], ns)
+            changes = objects.store_objects(store, lab, parsed, create_only=True)
+            _enforced(store, "true" if interactive else wait)
+    except (ManifestError, api.LabError) as exc:
+        _fail(exc)
+        return
+    if not interactive:
+        for change in changes:
+            click.echo(change.line())
+        return
+    use_tty = tty and sys.stdin.isatty()
+    if tty and not use_tty:
+        click.echo("Unable to use a TTY - input is not a terminal or the right kind of file", err=True)
+    if use_tty:
+        click.echo("If you don't see a command prompt, try pressing enter.", err=True)
+    argv, env = images.interactive_argv(image, tuple(args))
+    code = _session(api.pod_netns(lab, f"{ns}/{name}"), argv, env)
+    if remove:
+        with api.datastore(lab) as store:
+            removal.delete(lab, store, [("pods", ns, name)])
+        click.echo(f'pod "{name}" deleted')
+    sys.exit(code)
+
+
+def _session(netns: str, argv: tuple[str, ...] | list[str], env: dict[str, str]) -> int:
+    """Run ``argv`` in the pod's netns in the foreground (stdio inherited); its exit code."""
+    import subprocess
+
+    sys.stdout.flush()
+    try:
+        return subprocess.call(["ip", "netns", "exec", netns, *argv], env={**os.environ, **env})
+    except KeyboardInterrupt:
+        return 130
+
+
+@kubectl.command()
+@click.argument("kind")
+@click.argument("name")
+@click.option("-n", "--namespace", default=None)
+@click.option("--port", type=click.IntRange(1, 65535), required=True, help="The service's port.")
+@click.option("--target-port", default=None, help="Port number or name on the pods (default: --port).")
+@click.option("--protocol", type=click.Choice(["TCP", "UDP", "SCTP"]), default="TCP", show_default=True)
+@click.option("--type", "service_type", type=click.Choice(["ClusterIP", "NodePort"]), default="ClusterIP", show_default=True)
+@click.option("--name", "service_name", default=None, help="The service's name (default: NAME).")
+@wait_option
+@click.pass_context
+def expose(
+    ctx: click.Context, kind: str, name: str, namespace: str | None, port: int, target_port: str | None,
+    protocol: str, service_type: str, service_name: str | None, wait: str,
+) -> None:
+    """Make a Service for a deployment, replicaset, replicationcontroller or pod.
+
+    \b
+    Example:
+      kubectl expose --namespace=policy-demo deployment nginx --port=80
+    """
+    ns = namespace or DEFAULT_NAMESPACE
+    try:
+        lab = _lab(ctx)
+        plural = edits.resource(kind)
+        with api.datastore(lab) as store:
+            value = edits.get(store, plural, ns, name)[0]
+            selector = _selector_of(plural, value)
+            target: int | str = int(target_port) if target_port and target_port.isdigit() else (target_port or port)
+            doc = {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": service_name or name, "namespace": ns, "labels": value["metadata"].get("labels", {})},
+                "spec": {"type": service_type, "selector": selector, "ports": [{"port": port, "targetPort": target, "protocol": protocol}]},
+            }
+            objects.store_objects(store, lab, objects.parse_objects([doc], ns), create_only=True)
+            _enforced(store, wait)
+    except (ManifestError, api.LabError) as exc:
+        _fail(exc)
+        return
+    click.echo(f'service "{service_name or name}" exposed')
+
+
+def _selector_of(plural: str, value: dict[str, Any]) -> dict[str, str]:
+    if plural == "pods":
+        labels = value.get("metadata", {}).get("labels") or {}
+    elif plural == "replicationcontrollers":
+        labels = value.get("spec", {}).get("selector") or {}
+    elif plural in ("deployments", "replicasets"):
+        labels = (value.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+    else:
+        raise ManifestError([f"error: cannot expose a {plural[:-1]}"])
+    if not labels:
+        raise ManifestError([f'error: couldn\'t retrieve selectors via --selector flag or introspection: the {plural[:-1]} "{value["metadata"]["name"]}" has no labels'])
+    return dict(labels)
+
+
+@kubectl.command(name="exec", context_settings={"allow_interspersed_args": True})
+@click.argument("pod")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("-n", "--namespace", default=None)
+@click.option("-i", "--stdin", "interactive", is_flag=True)
+@click.option("-t", "--tty", is_flag=True)
+@click.option("-c", "--container", default=None, help="Accepted for kubectl's sake: every pod has one container.")
+@click.pass_context
+def exec_(ctx: click.Context, pod: str, command: tuple[str, ...], namespace: str | None, interactive: bool, tty: bool, container: str | None) -> None:
+    """Run a command in a pod: kubectl exec [-ti] POD [-n NS] -- CMD ARGS."""
+    from testbed import images
+
+    ns = namespace or DEFAULT_NAMESPACE
+    if command and command[0] == "--":
+        command = command[1:]
+    try:
+        lab = _lab(ctx)
+        with api.datastore(lab) as store:
+            value = edits.get(store, "pods", ns, pod)[0]
+    except (ManifestError, api.LabError) as exc:
+        _fail(exc)
+        return
+    if not command:
+        _fail(ManifestError(["error: you must specify at least one command for the container"]))
+    image = value.get("spec", {}).get("containers", [{}])[0].get("image", "busybox")
+    argv, env = images.interactive_argv(image, command)
+    sys.exit(_session(api.pod_netns(lab, f"{ns}/{pod}"), argv, env))
+
+
+@kubectl.command()
+@click.argument("pod")
+@click.option("-n", "--namespace", default=None)
+@click.option("--tail", type=int, default=-1, help="Only the last N lines (-1: all).")
+@click.pass_context
+def logs(ctx: click.Context, pod: str, namespace: str | None, tail: int) -> None:
+    """Print what a pod's program wrote (stdout and stderr)."""
+    from testbed.runtime import state
+
+    ns = namespace or DEFAULT_NAMESPACE
+    try:
+        lab = _lab(ctx)
+        with api.datastore(lab) as store:
+            edits.get(store, "pods", ns, pod)
+    except (ManifestError, api.LabError) as exc:
+        _fail(exc)
+        return
+    path = state.folder(lab) / "logs" / f"{ns}.{pod}.log"
+    text = path.read_text(errors="replace") if path.exists() else ""
+    lines = text.splitlines()
+    for line in lines[-tail:] if tail >= 0 else lines:
+        click.echo(line)

@@ -28,12 +28,21 @@ HANDLES = IPAM + "handle/"
 REGISTRY = "/registry/"
 K8S_NAMESPACES = REGISTRY + "namespaces/"
 PODS = REGISTRY + "pods/"
+SERVICES = REGISTRY + "services/specs/"  # <ns>/<name>: Kubernetes Service
+DEPLOYMENTS = REGISTRY + "deployments/"  # <ns>/<name>
+REPLICASETS = REGISTRY + "replicasets/"  # <ns>/<name>
+CONTROLLERS = REGISTRY + "controllers/"  # <ns>/<name>: ReplicationController
+OTHER_OBJECTS = REGISTRY + "other/"  # <kind plural>.<group>/<ns or _cluster>/<name>: stored only
 
 # The testbed's own record of the lab (name, topology, source, options, created).
 TESTBED = "/testbed/"
 LAB = TESTBED + "lab"
 BGP_STATUS = TESTBED + "bgp/"  # <host>: its speaker's sessions, as `calicoctl node status` shows
 FELIX_STATUS = TESTBED + "felix/"  # <host>: the etcd revision its policy agent enforces
+# Written last by a command that waits for enforcement: every policy agent watches it, so a
+# command whose own last write was to a key no agent watches (an IPAM handle, a profile,
+# a ClusterRole) still gets a sync that reports a revision at or past its writes.
+BARRIER = TESTBED + "barrier"
 
 # Names Calico gives the profiles it derives from Kubernetes objects.
 NAMESPACE_PROFILE_PREFIX = "kns."
@@ -177,6 +186,14 @@ def pod(namespace: str, name: str) -> str:
 def pods_in(namespace: str) -> str:
     """Prefix of every Pod of one namespace."""
     return f"{PODS}{namespace}/"
+
+
+def service(namespace: str, name: str) -> str:
+    return f"{SERVICES}{namespace}/{name}"
+
+
+def services_in(namespace: str) -> str:
+    return f"{SERVICES}{namespace}/"
 
 
 def name_of(key: str) -> str:

@@ -8,6 +8,7 @@ nothing is stored), kubectl's own result lines. Namespaces also update the Calic
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import yaml
 
 from testbed.datastore import keys, records
 from testbed.datastore.base import Datastore
+from testbed.kube import workloads
 from testbed.kube.errors import ManifestError, dns_label_problems
 from testbed.kube.policy import network_policy_to_dict, parse_network_policy
 from testbed.runtime.plan import NamespacePlan
@@ -32,12 +34,73 @@ def policy_key(namespace: str, name: str) -> str:
 
 @dataclass(frozen=True)
 class Change:
-    kind: str  # "namespace" or POLICY_KIND
+    kind: str  # "namespace", POLICY_KIND, "deployment.apps", "service", ...
     name: str
-    verb: str  # created, configured, unchanged, deleted
+    verb: str  # created, configured, unchanged, deleted, exposed
+    slash: bool = False  # `kind/name verb`: how the lab's kubectl words kinds it only stores
 
     def line(self) -> str:
+        if self.slash:
+            return f"{self.kind}/{self.name} {self.verb}"
         return f'{self.kind} "{self.name}" {self.verb}'
+
+
+# Kinds that do not touch networking: stored and listed as a cluster would, nothing more.
+# kind -> (API group, plural, namespaced)
+STORED_ONLY: dict[str, tuple[str, str, bool]] = {
+    "ClusterRole": ("rbac.authorization.k8s.io", "clusterroles", False),
+    "ClusterRoleBinding": ("rbac.authorization.k8s.io", "clusterrolebindings", False),
+    "Role": ("rbac.authorization.k8s.io", "roles", True),
+    "RoleBinding": ("rbac.authorization.k8s.io", "rolebindings", True),
+    "ServiceAccount": ("", "serviceaccounts", True),
+    "ConfigMap": ("", "configmaps", True),
+    "Secret": ("", "secrets", True),
+    "LimitRange": ("", "limitranges", True),
+    "ResourceQuota": ("", "resourcequotas", True),
+    "PodSecurityPolicy": ("policy", "podsecuritypolicies", False),
+    "ClusterImagePolicy": ("securityenforcement.admission.cloud.ibm.com", "clusterimagepolicies", False),
+    "ImagePolicy": ("securityenforcement.admission.cloud.ibm.com", "imagepolicies", True),
+}
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object of a STORED_ONLY kind: kept verbatim in etcd, listed by `get`."""
+
+    kind: str
+    namespace: str | None
+    name: str
+    manifest: dict[str, Any]
+
+    @property
+    def resource(self) -> str:
+        group, plural, _ = STORED_ONLY[self.kind]
+        return f"{plural}.{group}" if group else plural
+
+    @property
+    def singular(self) -> str:
+        group = STORED_ONLY[self.kind][0]
+        return f"{self.kind.lower()}.{group}" if group else self.kind.lower()
+
+    @property
+    def key(self) -> str:
+        return f"{keys.OTHER_OBJECTS}{self.resource}/{self.namespace or '_cluster'}/{self.name}"
+
+
+def parse_stored(obj: Mapping[str, Any], default_namespace: str) -> StoredObject:
+    kind = str(obj.get("kind"))
+    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    name = metadata.get("name")
+    if not isinstance(name, str) or not name:
+        raise ManifestError([f'The {kind} "" is invalid: metadata.name: Required value: name or generateName is required'])
+    if not isinstance(obj.get("apiVersion"), str) or "/" not in str(obj.get("apiVersion")) and STORED_ONLY[kind][0]:
+        raise ManifestError([f'error: unable to recognize: no matches for kind "{kind}" in version "{obj.get("apiVersion")}"'])
+    namespaced = STORED_ONLY[kind][2]
+    namespace = (metadata.get("namespace") or default_namespace) if namespaced else None
+    manifest = json.loads(json.dumps(dict(obj)))
+    if namespace:
+        manifest.setdefault("metadata", {})["namespace"] = namespace
+    return StoredObject(kind, namespace, name, manifest)
 
 
 def load_documents(text: str, source: str) -> list[dict[str, Any]]:
@@ -103,10 +166,19 @@ def parse_objects(objects: Iterable[Mapping[str, Any]], namespace: str | None) -
                 parsed.append(parse_namespace(obj))
             elif kind == "NetworkPolicy":
                 parsed.append(parse_network_policy(dict(obj), default_namespace=namespace or "default"))
+            elif kind in workloads.KINDS:
+                parsed.append(workloads.parse_workload(obj, namespace or "default"))
+            elif kind == "Service":
+                from testbed.kube import services  # noqa: PLC0415 - kube-proxy's model, only for Services
+
+                parsed.append(services.parse_service(dict(obj), namespace or "default"))
+            elif kind in STORED_ONLY:
+                parsed.append(parse_stored(obj, namespace or "default"))
             else:
+                known = ", ".join(sorted(["Namespace", "NetworkPolicy", "Service", *workloads.KINDS, *STORED_ONLY]))
                 problems.append(
                     f'error: unable to recognize: no matches for kind "{kind}" in version "{obj.get("apiVersion")}"'
-                    " (this lab knows Namespace and NetworkPolicy)"
+                    f" (this lab knows {known})"
                 )
         except ManifestError as exc:
             problems += exc.lines
@@ -119,8 +191,30 @@ def namespace_values(lab: str, ns: NamespaceObject, created: float) -> dict[str,
     return records.namespace_records(lab, NamespacePlan(ns.name, ns.labels), created)
 
 
+_ORDER = {"NamespaceObject": 0, "StoredObject": 1, "Service": 2, "NetworkPolicy": 3, "Workload": 4}
+
+
+def _is_same(current: dict[str, Any] | None, value: dict[str, Any]) -> bool:
+    """Equal but for the server-filled metadata (what makes `apply` say "unchanged")."""
+    if current is None:
+        return False
+    strip = ("creationTimestamp", "uid", "resourceVersion")
+
+    def bare(v: dict[str, Any]) -> dict[str, Any]:
+        out = {k: x for k, x in v.items() if k != "status"}
+        out["metadata"] = {k: x for k, x in v.get("metadata", {}).items() if k not in strip}
+        return out
+
+    return bare(current) == bare(value)
+
+
 def store_objects(store: Datastore, lab: str, parsed: list[object], *, create_only: bool) -> list[Change]:
-    """Write parsed objects (namespaces first); kubectl's verbs: created/configured/unchanged."""
+    """Write parsed objects (namespaces first), then run the workload controllers.
+
+    kubectl's verbs: created/configured/unchanged. Any problem (a missing namespace, an
+    object that exists for ``create``) and nothing at all is written.
+    """
+    from testbed.kube import controller  # noqa: PLC0415 - the runtime is needed only for workloads
     from testbed.model.policy import NetworkPolicy  # noqa: PLC0415 - keeps the import graph flat
 
     changes: list[Change] = []
@@ -128,11 +222,22 @@ def store_objects(store: Datastore, lab: str, parsed: list[object], *, create_on
     writes: dict[str, dict[str, Any]] = {}
     created = time.time()
     namespaces = {k[len(keys.K8S_NAMESPACES):] for k in store.list(keys.K8S_NAMESPACES)}
-    for obj in sorted(parsed, key=lambda o: 0 if isinstance(o, NamespaceObject) else 1):
+    touched_namespaces: set[str] = set()
+
+    def check_namespace(namespace: str) -> bool:
+        if namespace not in namespaces:
+            problems.append(f'Error from server (NotFound): namespaces "{namespace}" not found')
+            return False
+        return True
+
+    def exists_problem(resource: str, name: str) -> None:
+        problems.append(f'Error from server (AlreadyExists): {resource} "{name}" already exists')
+
+    for obj in sorted(parsed, key=lambda o: _ORDER.get(type(o).__name__, 5)):
         if isinstance(obj, NamespaceObject):
             current = store.get(keys.k8s_namespace(obj.name))
             if current is not None and create_only:
-                problems.append(f'Error from server (AlreadyExists): namespaces "{obj.name}" already exists')
+                exists_problem("namespaces", obj.name)
                 continue
             old_labels = tuple(sorted((current or {}).get("metadata", {}).get("labels", {}).items()))
             wanted = namespace_values(lab, obj, created)
@@ -142,14 +247,47 @@ def store_objects(store: Datastore, lab: str, parsed: list[object], *, create_on
                 writes.update(wanted)
             namespaces.add(obj.name)
             changes.append(Change("namespace", obj.name, verb))
+        elif isinstance(obj, StoredObject):
+            if obj.namespace is not None and not check_namespace(obj.namespace):
+                continue
+            current = store.get(obj.key)
+            if current is not None and create_only:
+                exists_problem(obj.resource, obj.name)
+                continue
+            value = dict(obj.manifest)
+            value["metadata"] = {**value.get("metadata", {}), "creationTimestamp": (current or {}).get(
+                "metadata", {}).get("creationTimestamp", records.timestamp(created))}
+            verb = "created" if current is None else ("unchanged" if _is_same(current, value) else "configured")
+            if verb != "unchanged":
+                writes[obj.key] = value
+            changes.append(Change(obj.singular, obj.name, verb, slash=True))
+        elif type(obj).__name__ == "Service":
+            from testbed.kube import services  # noqa: PLC0415
+
+            assert isinstance(obj, services.Service)
+            if not check_namespace(obj.namespace):
+                continue
+            key = keys.service(obj.namespace, obj.name)
+            current = store.get(key)
+            if current is not None and create_only:
+                exists_problem("services", obj.name)
+                continue
+            try:
+                value = services.store_value(store, obj, current, created, pending=writes)
+            except ManifestError as exc:
+                problems += exc.lines
+                continue
+            verb = "created" if current is None else ("unchanged" if _is_same(current, value) else "configured")
+            if verb != "unchanged":
+                writes[key] = value
+            changes.append(Change("service", obj.name, verb))
         elif isinstance(obj, NetworkPolicy):
-            if obj.namespace not in namespaces:
-                problems.append(f'Error from server (NotFound): namespaces "{obj.namespace}" not found')
+            if not check_namespace(obj.namespace):
                 continue
             key = policy_key(obj.namespace, obj.name)
             current = store.get(key)
             if current is not None and create_only:
-                problems.append(f'Error from server (AlreadyExists): networkpolicies.networking.k8s.io "{obj.name}" already exists')
+                exists_problem("networkpolicies.networking.k8s.io", obj.name)
                 continue
             value = network_policy_to_dict(obj)
             value.setdefault("metadata", {})["creationTimestamp"] = (current or {}).get("metadata", {}).get(
@@ -159,8 +297,35 @@ def store_objects(store: Datastore, lab: str, parsed: list[object], *, create_on
             if verb != "unchanged":
                 writes[key] = value
             changes.append(Change(POLICY_KIND, obj.name, verb))
+        elif isinstance(obj, workloads.Workload):
+            if not check_namespace(obj.namespace):
+                continue
+            key = controller.workload_key(obj.kind, obj.namespace, obj.name)
+            current = store.get(key)
+            if current is not None and create_only:
+                exists_problem(obj.plural, obj.name)
+                continue
+            if obj.kind == "Pod":  # pods are made by the controller code, not stored as given
+                changes.append(Change("pod", obj.name, "created" if current is None else "unchanged"))
+                continue
+            value = controller.stored_value(lab, obj, current, created)
+            verb = "created" if current is None else ("unchanged" if _is_same(current, value) else "configured")
+            if verb != "unchanged":
+                writes[key] = value
+            touched_namespaces.add(obj.namespace)
+            changes.append(Change(obj.resource, obj.name, verb))
     if problems:
-        raise ManifestError(problems)
+        raise ManifestError(list(dict.fromkeys(problems)))
     if writes:
         store.put_many(writes)
+    bare_pods = [o for o in parsed if isinstance(o, workloads.Workload) and o.kind == "Pod"]
+    for pod in bare_pods:
+        if any(c.kind == "pod" and c.name == pod.name and c.verb == "created" for c in changes):
+            controller.create_bare_pod(lab, store, pod)
+    if touched_namespaces:
+        controller.reconcile(lab, store, touched_namespaces)
+    if any(c.kind == "service" and c.verb == "created" for c in changes):
+        from testbed.kube import cluster_dns  # noqa: PLC0415
+
+        cluster_dns.ensure(lab, store)  # the first Service of a lab brings the cluster DNS
     return changes

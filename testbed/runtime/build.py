@@ -1,7 +1,9 @@
 """`testbed up`: turn a LabPlan into namespaces, links, routes, a running etcd and its records.
 
 Order: state folder -> fabric netns (bridge, 172.18.203.1) -> etcd starts (in the
-background) -> hosts -> pods -> etcd healthy -> records written -> pod programs.
+background) -> route reflector (if asked) -> each host, then at once its BGP speaker and
+policy agent (they start in the background) -> pods -> etcd healthy -> records written
+-> wait until BGP converged and every agent enforces the records -> pod programs.
 Any failure tears the half-built lab down again before the error reaches the caller.
 """
 
@@ -17,7 +19,7 @@ from testbed import addressing, images, naming
 from testbed.datastore import records
 from testbed.datastore.base import Datastore
 from testbed.datastore.etcd import EtcdDatastore
-from testbed.netns import namespaces, processes
+from testbed.netns import etc_files, namespaces, processes
 from testbed.netns.links import PROTO_BIRD, NetnsLinks
 from testbed.runtime import etcd_server, policy_agents, speakers, state
 from testbed.runtime.plan import HostPlan, LabPlan, PodPlan
@@ -71,10 +73,16 @@ def build_fabric(plan: LabPlan) -> None:
         namespaces.write_sysctls(plan.fabric_netns, sysctls)
 
 
-def build_host(plan: LabPlan, host: HostPlan) -> None:
-    """A host netns: eth0 on the fabric bridge, default route via the gateway, block blackholes."""
+def build_host(plan: LabPlan, host: HostPlan, fab: NetnsLinks) -> NetnsLinks:
+    """A host netns: eth0 on the fabric bridge, default route via the gateway, block blackholes.
+
+    ``fab`` is an open handle on the fabric netns, shared by all hosts; returns an open
+    handle on the new host netns for its pods (the caller closes it): opening a handle
+    forks a child, so each netns gets one for the whole build.
+    """
     namespaces.create(host.netns)
-    with NetnsLinks(host.netns) as h:
+    h = NetnsLinks(host.netns)
+    try:
         h.set_up("lo")
         h.add_veth(naming.HOST_INTERFACE, host.fabric_port, plan.fabric_netns)
         h.add_address(naming.HOST_INTERFACE, str(host.ip), FABRIC_PREFIXLEN)
@@ -83,9 +91,12 @@ def build_host(plan: LabPlan, host: HostPlan) -> None:
         h.add_route("0.0.0.0/0", via=str(addressing.FABRIC_GATEWAY), dev=naming.HOST_INTERFACE)
         for block in host.blocks:
             h.add_route(str(block), blackhole=True, proto=PROTO_BIRD)
-    with NetnsLinks(plan.fabric_netns) as fab:
         fab.set_master(host.fabric_port, naming.FABRIC_BRIDGE)
-    namespaces.write_sysctls(host.netns, host_sysctls())
+        namespaces.write_sysctls(host.netns, host_sysctls())
+    except BaseException:
+        h.close()
+        raise
+    return h
 
 
 def build_pod(pod: PodPlan, host: NetnsLinks) -> None:
@@ -110,6 +121,9 @@ def build_pod(pod: PodPlan, host: NetnsLinks) -> None:
         pod_mac = p.mac(naming.POD_INTERFACE)
     host.add_route(f"{pod.ip}/32", dev=pod.interface, scope="link")
     host.add_neighbour(str(pod.ip), pod_mac, pod.interface)
+    # The kubelet's resolv.conf (cluster DNS, the namespace's search list), which
+    # `ip netns exec` bind-mounts over /etc/resolv.conf for the pod's programs.
+    etc_files.write(pod.netns, "resolv.conf", etc_files.resolv_conf(pod.namespace, str(addressing.CLUSTER_DNS)))
 
 
 def start_etcd(plan: LabPlan, lab_state: state.LabState) -> subprocess.Popen[bytes]:
@@ -122,12 +136,23 @@ def start_etcd(plan: LabPlan, lab_state: state.LabState) -> subprocess.Popen[byt
 
 
 def start_pod_program(lab: str, pod: PodPlan, lab_state: state.LabState) -> None:
-    """The pod's command, else its image's default program (nothing for an idle image)."""
-    argv = images.argv_for(pod.image, pod.command, pod.namespace, pod.name)
-    if not argv:
+    """The pod's command, else its image's default program (nothing for an idle image).
+
+    Files the program needs (nginx's config and page) go to the pod's own folder,
+    /run/testbed/<lab>/pods/<ns>.<pod>/, which `down` removes with the lab's folder.
+    """
+    folder = state.folder(lab) / "pods" / f"{pod.namespace}.{pod.name}"
+    context = images.PodContext(lab=lab, namespace=pod.namespace, pod=pod.name, folder=folder)
+    program = images.program_for(pod.image, pod.command, context)
+    if program is None:
         return
+    for path in (folder, *program.folders):
+        path.mkdir(parents=True, exist_ok=True)
+    for path, text in program.files:
+        path.write_text(text)
     log = state.folder(lab) / "logs" / f"{pod.namespace}.{pod.name}.log"
-    proc = processes.spawn(pod.netns, argv, log)
+    env = None if program.env is None else dict(program.env)
+    proc = processes.spawn(pod.netns, program.argv, log, cwd=Path(program.cwd), env=env)
     state.record_process(lab_state, f"pod {pod.key}", pod.netns, proc.pid)
 
 
@@ -135,15 +160,21 @@ def runs_bgp(plan: LabPlan) -> bool:
     return plan.options.route_reflector or len(plan.hosts) > 1  # a lone host has no one to talk to
 
 
-def start_bgp(plan: LabPlan, lab_state: state.LabState) -> None:
-    """The reflector (if asked) and a speaker per host. They start while the pods are built
-    and etcd comes up: each glue waits for etcd and follows its records through a watch."""
-    if not runs_bgp(plan):
-        return
+def start_reflector(plan: LabPlan, lab_state: state.LabState) -> None:
+    """BIRD as route reflector, when asked: before the hosts, so that it listens when their
+    speakers dial."""
     if plan.options.route_reflector:
         speakers.build_reflector(plan, lab_state)
-    for host in plan.hosts:
+
+
+def start_host_daemons(plan: LabPlan, host: HostPlan, lab_state: state.LabState) -> None:
+    """The host's BGP speaker (with its glue) and policy agent, right after its netns is
+    built: their start-up (imports, ExaBGP's config) is most of `up`'s critical path, so
+    it overlaps with building the other hosts and the pods. Each daemon waits for etcd
+    and follows its records through a watch."""
+    if runs_bgp(plan):
         speakers.start_speaker(plan, host, lab_state)
+    policy_agents.start_agent(plan, host, lab_state)
 
 
 def wait_bgp(plan: LabPlan, progress: Progress, store: Datastore) -> None:
@@ -178,14 +209,14 @@ def _build(plan: LabPlan, lab_state: state.LabState, progress: Progress) -> None
     build_fabric(plan)
     etcd = start_etcd(plan, lab_state)
     progress("fabric", 1, 1)
-    for i, host in enumerate(plan.hosts, 1):
-        build_host(plan, host)
-        progress("hosts", i, total_hosts)
-    start_bgp(plan, lab_state)
-    for host in plan.hosts:
-        policy_agents.start_agent(plan, host, lab_state)
+    start_reflector(plan, lab_state)
     with contextlib.ExitStack() as handles:
-        hosts = {h.name: handles.enter_context(NetnsLinks(h.netns)) for h in plan.hosts}
+        fab = handles.enter_context(NetnsLinks(plan.fabric_netns))
+        hosts: dict[str, NetnsLinks] = {}
+        for i, host in enumerate(plan.hosts, 1):
+            hosts[host.name] = handles.enter_context(build_host(plan, host, fab))
+            start_host_daemons(plan, host, lab_state)
+            progress("hosts", i, total_hosts)
         for i, pod in enumerate(plan.pods, 1):
             build_pod(pod, hosts[pod.host])
             progress("pods", i, total_pods)

@@ -20,7 +20,7 @@ from testbed import addressing, images, naming
 from testbed.datastore import blocks, keys, records
 from testbed.datastore.base import Datastore
 from testbed.model.topology import PodSpec
-from testbed.netns import namespaces, processes
+from testbed.netns import etc_files, namespaces, processes
 from testbed.netns.links import PROTO_BIRD, NetnsLinks
 from testbed.runtime import build, state
 from testbed.runtime.plan import NamespacePlan, PodPlan
@@ -50,7 +50,8 @@ def _allocator(store: Datastore) -> tuple[addressing.BlockAllocator, dict[IPv4Ne
     return addressing.BlockAllocator(affinity=affinity, used=used), block_values
 
 
-def _choose_host(store: Datastore, spec: PodSpec, hosts: dict[str, IPv4Address]) -> str:
+def _choose_host(store: Datastore, spec: PodSpec, hosts: dict[str, IPv4Address], owner: dict[str, Any] | None) -> str:
+    """The pinned host, else the one with fewest pods of the same owner, then fewest pods."""
     if spec.host is not None:
         if spec.host not in hosts:
             raise PodError(f"pod {spec.key}: host {spec.host!r} is not in the lab (hosts: {', '.join(hosts)})")
@@ -60,11 +61,21 @@ def _choose_host(store: Datastore, spec: PodSpec, hosts: dict[str, IPv4Address])
         node = records.endpoint_summary(value).node
         if node in load:
             load[node] += 1
-    return min(hosts, key=lambda h: (load[h], list(hosts).index(h)))
+    siblings = {h: 0 for h in hosts}
+    if owner is not None:
+        for value in store.list(keys.pods_in(spec.namespace)).values():
+            refs = value.get("metadata", {}).get("ownerReferences") or []
+            node = value.get("spec", {}).get("nodeName")
+            if node in siblings and any(r.get("name") == owner.get("name") and r.get("kind") == owner.get("kind") for r in refs):
+                siblings[node] += 1
+    return min(hosts, key=lambda h: (siblings[h], load[h], list(hosts).index(h)))
 
 
-def add_pod(lab: str, spec: PodSpec, store: Datastore) -> PodPlan:
-    """Create one pod in a running lab; returns where it went and its address."""
+def add_pod(lab: str, spec: PodSpec, store: Datastore, owner: dict[str, Any] | None = None) -> PodPlan:
+    """Create one pod in a running lab; returns where it went and its address.
+
+    ``owner`` is the ownerReference of the workload that wants the pod (None: a bare pod).
+    """
     created = time.time()
     try:
         images.lookup(spec.image)
@@ -74,7 +85,7 @@ def add_pod(lab: str, spec: PodSpec, store: Datastore) -> PodPlan:
         if store.get(keys.pod(spec.namespace, spec.name)) is not None:
             raise PodError(f"pod {spec.key} already exists in lab {lab!r}")
         hosts = {n.name: n.ip for n in map(records.node_summary, store.list(keys.NODES).values())}
-        host = _choose_host(store, spec, hosts)
+        host = _choose_host(store, spec, hosts, owner)
         ipam, block_values = _allocator(store)
         before = dict(ipam.affinity)
         try:
@@ -105,6 +116,8 @@ def add_pod(lab: str, spec: PodSpec, store: Datastore) -> PodPlan:
                 links.add_route(str(block), blackhole=True, proto=PROTO_BIRD)
             build.build_pod(pod, links)
         values = _pod_values(lab, pod, hosts[host], created, store, block_values, new_blocks)
+        if owner is not None:
+            values[keys.pod(pod.namespace, pod.name)]["metadata"]["ownerReferences"] = [owner]
         store.put_many(values)
     lab_state = state.load(lab)
     if lab_state is not None:
@@ -149,6 +162,7 @@ def delete_pod(lab: str, namespace: str, name: str, store: Datastore) -> None:
         netns = naming.pod_netns(lab, namespace, name)
         processes.stop(namespaces.pids_by_netns([netns]).get(netns, []))
         namespaces.remove(netns)
+        etc_files.remove(netns)
         handle_id = naming.ipam_handle(namespace, name)
         updates: dict[str, dict[str, Any]] = {}
         for key, value in store.list(keys.BLOCKS).items():

@@ -1,0 +1,130 @@
+"""`kubectl get`'s tables, one per kind, as kubectl prints them. Pure: values in, rows out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+Value = dict[str, Any]
+Counts = Callable[[str, Value], Mapping[str, int]]  # (kind, workload value) -> status counts
+
+
+def age(value: Value, now: float | None = None) -> str:
+    stamp = value.get("metadata", {}).get("creationTimestamp")
+    try:
+        created = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    except (TypeError, ValueError):
+        return "<unknown>"
+    seconds = (time.time() if now is None else now) - created
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{max(0, int(seconds))}s"
+
+
+def _policy_selector(value: Value) -> str:
+    selector = value.get("spec", {}).get("podSelector") or {}
+    labels = selector.get("matchLabels") or {}
+    parts = [f"{k}={v}" for k, v in sorted(labels.items())]
+    parts += [f"{e['key']} {e['operator']}" for e in selector.get("matchExpressions") or []]
+    return ",".join(parts) or "<none>"
+
+
+def _labels_text(labels: Mapping[str, str] | None) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted((labels or {}).items())) or "<none>"
+
+
+def _ports_text(value: Value) -> str:
+    ports = value.get("spec", {}).get("ports") or []
+    parts = []
+    for p in ports:
+        node_port = p.get("nodePort")
+        head = f"{p.get('port')}:{node_port}" if node_port else f"{p.get('port')}"
+        parts.append(f"{head}/{p.get('protocol', 'TCP')}")
+    return ",".join(parts) or "<none>"
+
+
+def _container(value: Value) -> Value:
+    spec = value.get("spec", {})
+    template = spec.get("template", {}).get("spec", spec)
+    containers = template.get("containers") or [{}]
+    return containers[0]
+
+
+def _workload_selector(kind: str, value: Value) -> str:
+    selector = value.get("spec", {}).get("selector") or {}
+    if kind == "replicationcontrollers":
+        return _labels_text(selector)
+    return _labels_text(selector.get("matchLabels"))
+
+
+def rows(plural: str, values: Sequence[Value], wide: bool, counts: Counts) -> list[list[str]]:
+    """Header and one row per object (no NAMESPACE column: ``with_namespace`` adds it)."""
+    if plural == "namespaces":
+        return [["NAME", "STATUS", "AGE"]] + [
+            [v["metadata"]["name"], v.get("status", {}).get("phase", "Active"), age(v)] for v in values
+        ]
+    if plural == "pods":
+        header = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"] + (["IP", "NODE", "NOMINATED NODE", "READINESS GATES"] if wide else [])
+        out = [header]
+        for v in values:
+            row = [v["metadata"]["name"], "1/1", v.get("status", {}).get("phase", "Running"), "0", age(v)]
+            if wide:
+                row += [v.get("status", {}).get("podIP", "<none>"), v.get("spec", {}).get("nodeName", "<none>"), "<none>", "<none>"]
+            out.append(row)
+        return out
+    if plural == "services":
+        header = ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"] + (["SELECTOR"] if wide else [])
+        out = [header]
+        for v in values:
+            spec = v.get("spec", {})
+            row = [v["metadata"]["name"], spec.get("type", "ClusterIP"), spec.get("clusterIP", "<none>"), "<none>", _ports_text(v), age(v)]
+            if wide:
+                row.append(_labels_text(spec.get("selector")))
+            out.append(row)
+        return out
+    if plural == "deployments":
+        header = ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"] + (["CONTAINERS", "IMAGES", "SELECTOR"] if wide else [])
+        out = [header]
+        for v in values:
+            c = counts("Deployment", v)
+            row = [v["metadata"]["name"], f"{c['readyReplicas']}/{c['replicas']}", str(c["updatedReplicas"]), str(c["availableReplicas"]), age(v)]
+            if wide:
+                row += [_container(v).get("name", ""), _container(v).get("image", ""), _workload_selector(plural, v)]
+            out.append(row)
+        return out
+    if plural in ("replicasets", "replicationcontrollers"):
+        kind = "ReplicaSet" if plural == "replicasets" else "ReplicationController"
+        header = ["NAME", "DESIRED", "CURRENT", "READY", "AGE"] + (["CONTAINERS", "IMAGES", "SELECTOR"] if wide else [])
+        out = [header]
+        for v in values:
+            c = counts(kind, v)
+            row = [v["metadata"]["name"], str(c["replicas"]), str(c["readyReplicas"]), str(c["readyReplicas"]), age(v)]
+            if wide:
+                row += [_container(v).get("name", ""), _container(v).get("image", ""), _workload_selector(plural, v)]
+            out.append(row)
+        return out
+    if plural == "nodes":
+        header = ["NAME", "STATUS", "ROLES", "AGE", "VERSION"] + (["INTERNAL-IP"] if wide else [])
+        out = [header]
+        for v in values:
+            row = [v["metadata"]["name"], "Ready", "<none>", age(v), "testbed"]
+            if wide:
+                row.append(str(v.get("spec", {}).get("bgp", {}).get("ipv4Address", "")).split("/")[0])
+            out.append(row)
+        return out
+    if plural == "networkpolicies":
+        return [["NAME", "POD-SELECTOR", "AGE"]] + [[v["metadata"]["name"], _policy_selector(v), age(v)] for v in values]
+    return [["NAME", "AGE"]] + [[v["metadata"]["name"], age(v)] for v in values]
+
+
+def with_namespace(table: list[list[str]], values: Sequence[Value]) -> list[list[str]]:
+    return [["NAMESPACE", *table[0]]] + [[v["metadata"].get("namespace", ""), *r] for v, r in zip(values, table[1:])]
+
+
+def render(table: list[list[str]]) -> list[str]:
+    """Columns padded to their widest cell, three spaces apart, as kubectl aligns them."""
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    return ["   ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]

@@ -1,0 +1,91 @@
+"""kubectl delete: objects of any kind, and everything that depends on them.
+
+A namespace takes its workloads (first, so nothing recreates pods), pods (netns, veth,
+address), services, policies and stored objects; a Deployment takes its ReplicaSets and
+their pods; a pod of a workload is replaced by its controller, as in a cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+from testbed.datastore import keys
+from testbed.datastore.base import Datastore
+from testbed.kube import controller, edits
+from testbed.kube.errors import ManifestError
+from testbed.kube.objects import POLICY_KIND, Change, policy_key
+
+# plural -> (workload kind or None, name in result lines)
+_LINE_NAMES = {
+    "pods": "pod", "services": "service", "deployments": "deployment.apps", "replicasets": "replicaset.apps",
+    "replicationcontrollers": "replicationcontroller", "networkpolicies": POLICY_KIND, "namespaces": "namespace",
+}  # fmt: skip
+_WORKLOAD_KINDS = {"deployments": "Deployment", "replicasets": "ReplicaSet", "replicationcontrollers": "ReplicationController"}
+
+
+def _not_found(plural: str, name: str) -> str:
+    resource = {"deployments": "deployments.apps", "replicasets": "replicasets.apps",
+                "networkpolicies": "networkpolicies.networking.k8s.io"}.get(plural, plural)  # fmt: skip
+    return f'Error from server (NotFound): {resource} "{name}" not found'
+
+
+def _key(plural: str, namespace: str | None, name: str) -> str:
+    if plural == "namespaces":
+        return keys.k8s_namespace(name)
+    if plural == "networkpolicies":
+        return policy_key(namespace or "default", name)
+    if plural in edits.PREFIXES:
+        return f"{edits.PREFIXES[plural]}{namespace}/{name}"
+    return f"{edits.stored_prefix(plural)}{namespace or '_cluster'}/{name}"
+
+
+def delete(lab: str, store: Datastore, targets: Iterable[tuple[str, str | None, str]]) -> list[Change]:
+    """Delete each (plural, namespace, name); all must exist, or nothing is deleted."""
+    targets = list(targets)
+    missing = [_not_found(p, n) for p, ns, n in targets if store.get(_key(p, ns, n)) is None]
+    if missing:
+        raise ManifestError(missing)
+    changes: list[Change] = []
+    for plural, namespace, name in targets:
+        if plural == "namespaces":
+            delete_namespace(lab, store, name)
+        elif plural in _WORKLOAD_KINDS:
+            controller.delete_workload(lab, store, _WORKLOAD_KINDS[plural], namespace or "default", name)
+        elif plural == "pods":
+            from testbed.runtime import pods  # noqa: PLC0415
+
+            pods.delete_pod(lab, namespace or "default", name, store)
+            controller.reconcile(lab, store, [namespace or "default"])
+        else:
+            store.delete(_key(plural, namespace, name))
+        if plural in _LINE_NAMES:
+            changes.append(Change(_LINE_NAMES[plural], name, "deleted"))
+        else:
+            group = next((g for _k, (g, p, _n) in _stored_kinds() if p == plural), "")
+            singular = next(k.lower() for k, (_g, p, _n) in _stored_kinds() if p == plural)
+            changes.append(Change(f"{singular}.{group}" if group else singular, name, "deleted", slash=True))
+    return changes
+
+
+def _stored_kinds() -> list[tuple[str, tuple[str, str, bool]]]:
+    from testbed.kube.objects import STORED_ONLY  # noqa: PLC0415
+
+    return list(STORED_ONLY.items())
+
+
+def delete_namespace(lab: str, store: Datastore, name: str) -> None:
+    from testbed.runtime import pods  # noqa: PLC0415
+
+    for prefix in (keys.DEPLOYMENTS, keys.REPLICASETS, keys.CONTROLLERS, keys.SERVICES):
+        store.delete_prefix(f"{prefix}{name}/")
+    for pod_key in list(store.list(keys.pods_in(name))):
+        pods.delete_pod(lab, name, keys.name_of(pod_key), store)
+    store.delete_prefix(policy_key(name, ""))
+    for _kind, (group, plural, namespaced) in _stored_kinds():
+        if namespaced:
+            store.delete_prefix(f"{edits.stored_prefix(plural)}{name}/")
+    for key in (keys.k8s_namespace(name), keys.namespace_profile(name), keys.service_account_profile(name)):
+        store.delete(key)
+
+
