@@ -67,6 +67,7 @@ def reconcile(lab: str, store: Datastore, namespaces: Iterable[str], rng: random
 
     rng = rng or random.Random()
     changes: list[PodChange] = []
+    created: list[Any] = []
     for namespace in sorted(set(namespaces)):
         _reconcile_deployments(lab, store, namespace)
         owners: list[Workload] = [
@@ -89,9 +90,27 @@ def reconcile(lab: str, store: Datastore, namespaces: Iterable[str], rng: random
             for _ in range(plan.create):
                 pod_name = workloads.pod_name(owner.name, taken, rng)
                 taken.append(pod_name)
-                pods.add_pod(lab, pod_spec(owner, pod_name), store, owner=workloads.owner_reference(owner))
+                created.append(pods.add_pod(lab, pod_spec(owner, pod_name), store, owner=workloads.owner_reference(owner), start=False))
                 changes.append(PodChange(namespace, pod_name, "created"))
+    start_when_ready(lab, store, created)
     return changes
+
+
+def start_when_ready(lab: str, store: Datastore, plans: list[Any]) -> None:
+    """Start the pods' programs once every host enforces their endpoints, as a kubelet
+    starts containers after the CNI plugin is done: a program's first packet is then
+    never dropped by a host that does not know its pod yet."""
+    from testbed.runtime import pods, policy_agents  # noqa: PLC0415
+
+    if not plans:
+        return
+    hosts = [records.node_summary(v).name for v in store.list(keys.NODES).values()]
+    try:
+        policy_agents.wait_enforced(store, hosts, policy_agents.barrier(store))
+    except TimeoutError:
+        pass  # start anyway: the program retries, and the caller's own wait reports the lag
+    for plan in plans:
+        pods.start_program(lab, plan)
 
 
 def _reconcile_deployments(lab: str, store: Datastore, namespace: str) -> None:
@@ -152,6 +171,7 @@ def create_bare_pod(lab: str, store: Datastore, pod: Workload) -> None:
     from testbed.runtime import pods  # noqa: PLC0415
 
     try:
-        pods.add_pod(lab, pod_spec(pod), store)
+        plan = pods.add_pod(lab, pod_spec(pod), store, start=False)
     except pods.PodError as exc:
         raise workloads.ManifestError([f"Error from server: {exc}"]) from None
+    start_when_ready(lab, store, [plan])

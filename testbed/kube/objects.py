@@ -318,14 +318,16 @@ def store_objects(store: Datastore, lab: str, parsed: list[object], *, create_on
         raise ManifestError(list(dict.fromkeys(problems)))
     if writes:
         store.put_many(writes)
-    bare_pods = [o for o in parsed if isinstance(o, workloads.Workload) and o.kind == "Pod"]
-    for pod in bare_pods:
+    if any(c.kind == "service" and c.verb == "created" for c in changes):
+        from testbed.kube import cluster_dns  # noqa: PLC0415
+
+        # The first Service of a lab brings the cluster DNS, before any pod of this file
+        # starts: a program that looks a name up before DNS answers waits for glibc's
+        # 5 s retry.
+        cluster_dns.ensure(lab, store)
+    for pod in (o for o in parsed if isinstance(o, workloads.Workload) and o.kind == "Pod"):
         if any(c.kind == "pod" and c.name == pod.name and c.verb == "created" for c in changes):
             controller.create_bare_pod(lab, store, pod)
     if touched_namespaces:
         controller.reconcile(lab, store, touched_namespaces)
-    if any(c.kind == "service" and c.verb == "created" for c in changes):
-        from testbed.kube import cluster_dns  # noqa: PLC0415
-
-        cluster_dns.ensure(lab, store)  # the first Service of a lab brings the cluster DNS
     return changes

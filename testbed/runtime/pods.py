@@ -71,10 +71,13 @@ def _choose_host(store: Datastore, spec: PodSpec, hosts: dict[str, IPv4Address],
     return min(hosts, key=lambda h: (siblings[h], load[h], list(hosts).index(h)))
 
 
-def add_pod(lab: str, spec: PodSpec, store: Datastore, owner: dict[str, Any] | None = None) -> PodPlan:
+def add_pod(
+    lab: str, spec: PodSpec, store: Datastore, owner: dict[str, Any] | None = None, start: bool = True
+) -> PodPlan:
     """Create one pod in a running lab; returns where it went and its address.
 
-    ``owner`` is the ownerReference of the workload that wants the pod (None: a bare pod).
+    ``owner`` is the ownerReference of the workload that wants the pod (None: a bare pod);
+    ``start`` False leaves its program for ``start_program`` (after the network is ready).
     """
     created = time.time()
     try:
@@ -119,10 +122,16 @@ def add_pod(lab: str, spec: PodSpec, store: Datastore, owner: dict[str, Any] | N
         if owner is not None:
             values[keys.pod(pod.namespace, pod.name)]["metadata"]["ownerReferences"] = [owner]
         store.put_many(values)
+    if start:
+        start_program(lab, pod)
+    return pod
+
+
+def start_program(lab: str, pod: PodPlan) -> None:
+    """Start the pod's program (its command, else its image's), as the kubelet would."""
     lab_state = state.load(lab)
     if lab_state is not None:
         build.start_pod_program(lab, pod, lab_state)
-    return pod
 
 
 def _pod_values(
