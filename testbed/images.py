@@ -11,6 +11,9 @@ own filesystem). Everything here is pure: an image turns (pod, command) into a P
   a command, ``kubectl exec`` or ``kubectl run -ti`` gets Debian's busybox sh with a
   wget that has --timeout first on PATH (agents/apps/busybox-bin).
 - ``agnhost``: answers on TCP and UDP 80 and 81, as the upstream NetworkPolicy tests expect.
+- ``star-probe``, ``star-collect``: the stars demo's probe and management UI
+  (agents/apps/star_probe.py, star_collect.py); the image's own binaries ``probe`` and
+  ``collect`` are ours, so the lab's manifests run verbatim.
 """
 
 from __future__ import annotations
@@ -134,6 +137,45 @@ def _coredns(context: PodContext) -> Program:
     return Program(argv=(sys.executable, "-m", "agents.apps.dns", "--lab", context.lab, "--etcd-socket", str(socket)))
 
 
+# --- the stars demo (calico/star-probe, calico/star-collect) ----------------------------
+
+STAR_PROBE = "agents.apps.star_probe"
+STAR_COLLECT = "agents.apps.star_collect"
+
+
+def _star_program(own: str, module: str, command: tuple[str, ...], extra: tuple[str, ...] = ()) -> Program:
+    """`<own> ARGS...` (the image's binary, any path) -> our module with ARGS; the rest as given."""
+    if not command or _basename(command[0]) != own:
+        return Program(argv=command)
+    return Program(argv=(sys.executable, "-m", module, *command[1:], *extra))
+
+
+def _star_probe_command(_context: PodContext, command: tuple[str, ...]) -> Program:
+    return _star_program("probe", STAR_PROBE, command)
+
+
+def _star_probe(context: PodContext) -> Program:
+    """No command: a probe of nothing on port 9000 (the manifests always give one)."""
+    return _star_probe_command(context, ("probe",))
+
+
+def _star_collect_lab_flags(context: PodContext) -> tuple[str, ...]:
+    """The lab's etcd, read-only, for why an edge is faint (as kube-dns reads Services)."""
+    from testbed.runtime import etcd_server, state  # noqa: PLC0415 - only this image needs them
+
+    socket = etcd_server.socket_path(state.folder(context.lab))
+    return ("--lab", context.lab, "--etcd-socket", str(socket), "--pod", f"{context.namespace}/{context.pod}")
+
+
+def _star_collect_command(context: PodContext, command: tuple[str, ...]) -> Program:
+    return _star_program("collect", STAR_COLLECT, command, _star_collect_lab_flags(context))
+
+
+def _star_collect(context: PodContext) -> Program:
+    """No command (the lab's management-ui): the UI on 9001 polling the demo's C, F and B."""
+    return _star_collect_command(context, ("collect",))
+
+
 def _as_given(_context: PodContext, command: tuple[str, ...]) -> Program:
     return Program(argv=command)
 
@@ -180,6 +222,20 @@ IMAGES = {
             "answers on TCP and UDP ports 80 and 81 with <namespace>/<pod>",
             _agnhost,
             _as_given,
+            env=container_env(),
+        ),
+        Image(
+            "star-probe",
+            "the stars demo's probe: `probe [--http-port=9000] --urls=...`, GET /status",
+            _star_probe,
+            _star_probe_command,
+            env=container_env(),
+        ),
+        Image(
+            "star-collect",
+            "the stars demo's management UI on port 9001 (graph, /graph.json, reasons from the oracle)",
+            _star_collect,
+            _star_collect_command,
             env=container_env(),
         ),
     )

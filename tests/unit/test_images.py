@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -103,7 +104,7 @@ def test_nginx_images_own_command_runs_on_the_pods_files() -> None:
 def test_unknown_image_lists_the_known_ones() -> None:
     with pytest.raises(images.UnknownImage) as error:
         images.lookup("docker.io/library/redis:7")
-    assert str(error.value) == "unknown image 'docker.io/library/redis:7' (known: agnhost, busybox, coredns, nginx)"
+    assert str(error.value) == "unknown image 'docker.io/library/redis:7' (known: agnhost, busybox, coredns, nginx, star-collect, star-probe)"
     with pytest.raises(images.UnknownImage):
         images.interactive_argv("redis", ())
 
@@ -174,3 +175,27 @@ def test_agnhost_still_serves_80_and_81() -> None:
     assert program is not None
     assert program.argv[1:] == ("-m", "agents.apps.serve", "--tcp", "80,81", "--udp", "80,81", "--name", "demo/web")
     assert program.env is None
+
+
+def test_star_probe_runs_the_manifests_command() -> None:
+    command = ("probe", "--http-port=6379", "--urls=http://frontend.stars:80/status,http://backend.stars:6379/status")
+    program = images.program_for("calico/star-probe:v0.1.0", command, CONTEXT)
+    assert program is not None
+    assert program.argv == (sys.executable, "-m", "agents.apps.star_probe", *command[1:])
+    assert images.program_for("star-probe", ("/usr/local/bin/probe",), CONTEXT) == images.Program(
+        argv=(sys.executable, "-m", "agents.apps.star_probe")
+    )
+    assert images.program_for("calico/star-probe:multiarch", ("sleep", "1"), CONTEXT) == images.Program(argv=("sleep", "1"))
+
+
+def test_star_collect_default_reads_the_labs_etcd() -> None:
+    from testbed.runtime import etcd_server, state
+
+    program = images.program_for("calico/star-collect:v0.1.0", (), CONTEXT)
+    assert program is not None
+    socket = str(etcd_server.socket_path(state.folder("lab1")))
+    assert program.argv == (
+        sys.executable, "-m", "agents.apps.star_collect", "--lab", "lab1", "--etcd-socket", socket, "--pod", "demo/web",
+    )  # fmt: skip
+    given = images.program_for("calico/star-collect", ("collect", "--http-port=9001"), CONTEXT)
+    assert given is not None and given.argv[3:5] == ("--http-port=9001", "--lab")
