@@ -7,18 +7,19 @@ labs exist, which PIDs they started and where their etcd socket is.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from dataclasses import asdict, dataclass, field, replace
 
-from testbed import addressing, images, naming, oracle
+from testbed import addressing, images, naming, oracle, ui_forward
 from testbed import matrix as reach
 from testbed.datastore import keys, records
 from testbed.datastore.base import DatastoreError
 from testbed.datastore.etcd import EtcdDatastore
 from testbed.netns import namespaces, processes
 from testbed.netns.links import PROTO_BIRD, NetnsLinks
-from testbed.runtime import build, pods, policy_agents, speakers, state
+from testbed.runtime import build, manifests, pods, policy_agents, speakers, state
 from testbed.runtime.plan import LabPlan, neighbour_entries, plan_lab
 from testbed.runtime.teardown import TeardownReport, teardown
 from testbed.kube.view import read_view
@@ -58,6 +59,7 @@ class LabStatus:
     hosts: list[HostStatus] = field(default_factory=list)
     pods: list[PodStatus] = field(default_factory=list)
     seconds: float | None = None  # how long `up` took, when this status comes from `up`
+    ui: str | None = None  # the lab's UI on localhost, when `up` forwarded one
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -121,8 +123,15 @@ def up(
     pods_per_host: int | None = None,
     route_reflector: bool = False,
     progress: build.Progress | None = None,
+    say: Callable[[str], None] | None = None,
+    ui_port: int | None = ui_forward.DEFAULT_PORT,
 ) -> LabStatus:
-    """Validate and plan everything first (nothing is created on bad input), then build."""
+    """Validate and plan everything first (nothing is created on bad input), then build.
+
+    A topology's manifests are checked with the rest, applied once the lab runs (``say``
+    gets kubectl's lines), and `up` returns when their pods serve. When they ask for a
+    NodePort (the stars UI), it is forwarded to 127.0.0.1:``ui_port`` (None: not).
+    """
     topology = load_topology(topology_ref, hosts=hosts, pods_per_host=pods_per_host)
     if route_reflector:
         topology = replace(topology, options=replace(topology.options, route_reflector=True))
@@ -135,10 +144,82 @@ def up(
             raise LabError(f"{topology.source}: pod {pod.key}: {exc}") from None
     plan = plan_lab(topology, lab)
     check_neighbour_budget(plan)
+    try:
+        parsed = manifests.parse_files(topology.manifests) if topology.manifests else []
+    except manifests.ManifestFileError as exc:
+        raise LabError(str(exc)) from None
     seconds = build.build_lab(plan, progress or (lambda *_: None))
+    ui_url = None
+    if parsed:
+        started = time.monotonic()
+        try:
+            applied = _apply_manifests(lab, parsed, say or (lambda _line: None))
+        except BaseException:
+            teardown(lab)  # `up` is all or nothing, manifests included
+            raise
+        seconds += time.monotonic() - started
+        ports = manifests.node_ports(applied)
+        if ports and ui_port is not None:
+            try:
+                ui_url = ui(lab, port=ui_port, node_port=ports[0])
+            except LabError as exc:  # the lab is fine; only its shortcut on localhost is not
+                (say or (lambda _line: None))(f"warning: {exc}")
     result = status(lab)
     result.seconds = round(seconds, 3)
+    result.ui = ui_url
     return result
+
+
+def _apply_manifests(lab: str, parsed: list[manifests.ParsedManifest], say: Callable[[str], None]) -> list[object]:
+    """The topology's manifests as `kubectl create -f` stores them, enforced, their pods serving."""
+    with datastore(lab) as store:
+        try:
+            applied = manifests.apply(lab, store, parsed, say)
+        except manifests.ManifestFileError as exc:
+            raise LabError(str(exc)) from None
+        hosts = [records.node_summary(v).name for v in store.list(keys.NODES).values()]
+        policy_agents.wait_enforced(store, hosts, policy_agents.barrier(store))
+        manifests.wait_serving(lab, store, manifests.workload_namespaces(applied))
+    return applied
+
+
+def ui(lab: str, *, port: int = ui_forward.DEFAULT_PORT, node_port: int = ui_forward.DEFAULT_PORT) -> str:
+    """Forward 127.0.0.1:``port`` to ``node_port`` on the lab's first host; the URL.
+
+    Idempotent: a forwarder of this lab already on ``port`` is kept. The daemon is
+    recorded with the lab's processes, so `down` stops it.
+    """
+    recorded = state.load(lab)
+    if recorded is None:
+        raise LabError(f"no lab named {lab!r} is up")
+    name = f"{UI_PROCESS} {port}"
+    if any(p.name == name and processes.is_ours(p.pid, p.start_time) for p in recorded.processes):
+        return ui_forward.url(port)
+    with datastore(lab) as store:
+        nodes = sorted((records.node_summary(v) for v in store.list(keys.NODES).values()), key=lambda n: n.name)
+        services = store.list(keys.SERVICES)
+    if not any(
+        p.get("nodePort") == node_port for v in services.values() for p in v.get("spec", {}).get("ports", [])
+    ):
+        raise LabError(f"lab {lab!r} has no Service with NodePort {node_port}: nothing to forward")
+    if not nodes:
+        raise LabError(f"lab {lab!r} has no hosts")
+    try:
+        listener = ui_forward.listen(port)
+    except ui_forward.PortTaken as exc:
+        raise LabError(str(exc)) from None
+    try:
+        child = ui_forward.spawn(
+            listener, naming.fabric_netns(lab), (str(nodes[0].ip), node_port), state.folder(lab) / "ui-forward.log"
+        )
+    finally:
+        listener.close()
+    recorded.processes = [p for p in recorded.processes if p.name != name]
+    state.record_process(recorded, name, "", child.pid)
+    return ui_forward.url(port)
+
+
+UI_PROCESS = "ui forwarder"
 
 
 def down(lab: str) -> TeardownReport:

@@ -133,11 +133,14 @@ def up(
             pods_per_host=pods_per_host,
             route_reflector=route_reflector,
             progress=progress,
+            say=lambda line: click.echo(line, err=True),  # the manifests' kubectl lines, as progress
         )
     if fmt == "json":
         output.print_json(result.to_json())
     else:
         output.up_summary(result)
+        if result.ui:
+            click.echo(f"management UI: {result.ui} (forwarded to NodePort 30002 of {result.hosts[0].ip})")
 
 
 def pick(positional: str | None, option: str | None) -> str | None:
@@ -169,6 +172,26 @@ def down(lab: str | None, lab_opt: str | None, all_labs: bool) -> None:
         return
     report = api.down(lab or api.resolve_lab(None))
     click.echo(f"lab {report.lab} removed ({report.namespaces} namespaces, {report.processes} processes)")
+
+
+@cli.command()
+@lab_option
+@click.option("--port", type=click.IntRange(1, 65535), default=30002, show_default=True, help="Local port on 127.0.0.1.")
+@fails_cleanly
+def ui(lab: str | None, port: int) -> None:
+    """Forward the lab's management UI (NodePort 30002) to http://127.0.0.1:PORT.
+
+    A small daemon in the root namespace listens on 127.0.0.1 only and opens each
+    connection from inside the lab; `testbed down` stops it. `up stars` starts it already;
+    use this when it was stopped, or for another port.
+
+    \b
+    Examples:
+      sudo testbed ui
+      sudo testbed ui --lab stars --port 8080
+    """
+    needs_root("ui")
+    click.echo(f"management UI: {api.ui(api.resolve_lab(lab), port=port)}")
 
 
 @cli.command()
@@ -312,6 +335,39 @@ def explain(lab: str | None, src: str, dst: str) -> None:
     click.echo(verdict)
     for line in where:
         click.echo(f"  {line}")
+
+
+@cli.command()
+@lab_option
+@click.option("--protocol", "protocol", type=click.Choice(["tcp", "udp", "icmp"]), default="tcp", show_default=True,
+              help="What to send: a TCP SYN (its SYN-ACK is followed back), a UDP datagram or an ICMP echo.")
+@click.option("--what-if", "what_if", is_flag=True, help="Compute the walk from routes, rendered rules and the oracle; send nothing.")
+@output_option
+@click.argument("src")
+@click.argument("dst")
+@fails_cleanly
+def trace(lab: str | None, protocol: str, what_if: bool, fmt: str, src: str, dst: str) -> None:
+    """Send one marked packet from SRC to DST[:PORT] and show it hop by hop: where it was
+    seen, each host's route, NAT and the rule that accepted or dropped it, named back to
+    the NetworkPolicy. SRC and DST are NS/POD, a host or an address of the lab; DST may be
+    a Service (NS/SVC or its ClusterIP). The last line is ALLOWED or DROPPED at HOST by ...;
+    differences from the --what-if walk are flagged with '!'.
+
+    \b
+    Examples:
+      sudo testbed trace x/a x/b:80
+      sudo testbed trace x/a x/b:80 --what-if
+      sudo testbed trace --protocol icmp host1 y/c
+    """
+    if not what_if:
+        needs_root("trace")
+    from testbed.trace import render, run  # lazy: scapy is imported only by traces
+
+    result = run.trace(api.resolve_lab(lab), src, dst, protocol, only_what_if=what_if)
+    if fmt == "json":
+        output.print_json(result.to_json())
+    else:
+        click.echo(render.render(result))
 
 
 @cli.group()

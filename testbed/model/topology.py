@@ -61,6 +61,9 @@ class Topology:
     pods: tuple[PodSpec, ...] = ()
     options: LabOptions = field(default_factory=LabOptions)
     source: str = ""  # where it came from (file path or built-in name), for messages
+    # Kubernetes manifests `up` applies once the lab runs, in order, as `kubectl create -f`
+    # would: paths as the file gives them until the loader resolves them next to the file.
+    manifests: tuple[str, ...] = ()
 
     def host_names(self) -> list[str]:
         return [h.name for h in self.hosts]

@@ -37,6 +37,7 @@ def assemble(data: dict[str, Any], source: str, default_name: str) -> Topology:
         pods=tuple(_pod(p) for p in data.get("pods") or ()),
         options=LabOptions(**options),
         source=source,
+        manifests=tuple(data.get("manifests") or ()),
     )
 
 

@@ -16,7 +16,7 @@ FieldPath = tuple[PathPart, ...]
 
 TOP_LEVEL = "(top level)"
 # The order of the top-level sections in messages: as they appear in a typical file.
-SECTION_ORDER = ("name", "options", "hosts", "namespaces", "pods")
+SECTION_ORDER = ("name", "options", "hosts", "namespaces", "pods", "manifests")
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 

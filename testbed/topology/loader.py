@@ -14,6 +14,7 @@ from testbed.model.topology import Topology
 from testbed.topology.build import topology_from_dict
 from testbed.topology.errors import TopologyError
 from testbed.topology.files import read_data
+from testbed.topology.manifests import resolve_manifests
 from testbed.topology.python_topo import load_python_topology
 from testbed.topology.scale import DEFAULT_HOSTS, DEFAULT_PODS_PER_HOST, SCALE, scale_topology
 from testbed.topology.schema import TOPOLOGIES_DIR
@@ -65,7 +66,8 @@ def load_file(path: Path, label: str, source: str) -> Topology:
             [f"{label}: unsupported file type {path.suffix!r} (supported: {kinds})"]
         )
     data = read_data(path, label)
-    return topology_from_dict(data, source, label=label, default_name=path.stem)
+    topology = topology_from_dict(data, source, label=label, default_name=path.stem)
+    return resolve_manifests(topology, path.parent, label)
 
 
 def load_topology(

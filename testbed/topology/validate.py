@@ -54,7 +54,27 @@ def semantic_problems(data: dict[str, Any]) -> list[Problem]:
     pods = data.get("pods")
     if isinstance(pods, list):
         check_pods(pods, host_names or None, problems)
+    _check_manifests(data.get("manifests"), problems)
     return problems
+
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _check_manifests(manifests: object, problems: list[Problem]) -> None:
+    """Manifest paths: each a .yaml/.yml/.json file, listed once (whether they exist is the
+    loader's check: it knows the folder of the topology file)."""
+    if not isinstance(manifests, list):
+        return
+    seen: set[str] = set()
+    for i, entry in enumerate(manifests):
+        if not isinstance(entry, str) or not entry:
+            continue  # the schema says so
+        if not entry.endswith(MANIFEST_SUFFIXES):
+            problems.append(Problem(("manifests", i), f"{show(entry)} is not a .yaml, .yml or .json file"))
+        elif entry in seen:
+            problems.append(Problem(("manifests", i), f"{show(entry)} is listed twice"))
+        seen.add(entry)
 
 
 def _check_name(

@@ -74,7 +74,7 @@ def test_hosts_not_empty() -> None:
 def test_unknown_top_level_field() -> None:
     assert only_problem({"hosts": ["h"], "pod": []}) == (
         f"{SOURCE}: (top level): unknown field 'pod' "
-        "(allowed: name, options, hosts, namespaces, pods)"
+        "(allowed: name, options, hosts, namespaces, pods, manifests)"
     )
 
 
