@@ -47,6 +47,7 @@ BASE_NETNS = 20  # namespaces in the baseline; veth pairs join them two by two
 QUICK = ("two-hosts", "pods-10", "bgp-quick", "policy-quick")
 SMOKE_ONLY = ("bgp-quick", "policy-quick")  # left out of the default run: the full cases cover them
 UP_LIMIT_S, DOWN_LIMIT_S, LINEAR_LIMIT = 2.0, 1.0, 1.5  # targets from the issue
+STARS_LIMIT_S = 5.0  # `up stars` ready, all probes reporting (the stars issue)
 
 
 class BenchError(RuntimeError):
@@ -187,6 +188,27 @@ def two_hosts(repeat: int) -> list[Run]:
     return lab_runs("two-hosts", ["two-hosts"], repeat)
 
 
+STARS_UI_PORT = 30092  # not the default 30002, which a user's own stars lab may hold
+
+
+def ui_listening(port: int) -> bool:
+    """Whether something accepts on 127.0.0.1:PORT (the lab's forwarder; localhost only)."""
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@case("stars")
+def stars(repeat: int) -> list[Run]:
+    """up stars until every probe reports, with the UI forwarded; down must stop the forwarder."""
+    runs = lab_runs("stars", ["stars", "--ui-port", str(STARS_UI_PORT)], repeat)
+    if ui_listening(STARS_UI_PORT):
+        raise BenchError(f"testbed down left the UI forwarder on 127.0.0.1:{STARS_UI_PORT}")
+    return runs
+
+
 def scale_case(pods: int) -> CaseFn:
     """pods-PODS: the scale topology, 2 hosts with PODS/2 pods each."""
     return lambda repeat: lab_runs(f"pods-{pods}", ["scale", "--hosts", "2", "--pods-per-host", str(pods // 2)], repeat)
@@ -303,7 +325,9 @@ def target(name: str, figure: float | None, limit: float, unit: str) -> dict[str
 
 def targets(cases: list[dict[str, Any]], lin: dict[str, Any]) -> list[dict[str, Any]]:
     two = next((c for c in cases if c["case"] == "two-hosts"), {})
-    return [
+    stars = next((c for c in cases if c["case"] == "stars"), None)
+    extra = [target("stars up, all probes reporting", stars.get("up_median_s"), STARS_LIMIT_S, "s")] if stars else []
+    return extra + [
         target("two-hosts up", two.get("up_median_s"), UP_LIMIT_S, "s"),
         target("two-hosts down", two.get("down_median_s"), DOWN_LIMIT_S, "s"),
         target("linear growth (ms per added pod, 100->500 / 10->100)", lin["marginal_ratio"], LINEAR_LIMIT, "x"),

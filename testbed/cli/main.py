@@ -107,10 +107,15 @@ def cli() -> None:
 @click.option(
     "--route-reflector", is_flag=True, help="Hosts peer with a BIRD route reflector at 172.18.203.254, not a full mesh."
 )
+@click.option(
+    "--ui-port", type=click.IntRange(1, 65535), default=30002, show_default=True,
+    help="Local port on 127.0.0.1 for a topology's NodePort UI (stars).",
+)
 @output_option
 @fails_cleanly
 def up(
-    topology: str, name: str | None, hosts: int | None, pods_per_host: int | None, route_reflector: bool, fmt: str
+    topology: str, name: str | None, hosts: int | None, pods_per_host: int | None, route_reflector: bool,
+    ui_port: int, fmt: str,
 ) -> None:
     """Build a lab from TOPOLOGY and leave it running.
 
@@ -123,6 +128,7 @@ def up(
       sudo testbed up two-hosts
       sudo testbed up scale --hosts 4 --pods-per-host 25 --name big
       sudo testbed up ./my-lab.yaml
+      sudo testbed up stars            # the lab's Task 2, UI on http://127.0.0.1:30002
     """
     needs_root("up")
     with output.progress_reporter() as progress:
@@ -133,6 +139,7 @@ def up(
             pods_per_host=pods_per_host,
             route_reflector=route_reflector,
             progress=progress,
+            ui_port=ui_port,
             say=lambda line: click.echo(line, err=True),  # the manifests' kubectl lines, as progress
         )
     if fmt == "json":
@@ -427,6 +434,88 @@ def pod_delete(lab: str | None, target: str) -> None:
     needs_root("pod delete")
     api.delete_pod(api.resolve_lab(lab), target)
     click.echo(f"pod {target} deleted")
+
+
+@cli.command()
+@lab_option
+@output_option
+@click.argument("target")
+@click.argument("host")
+@fails_cleanly
+def migrate(lab: str | None, fmt: str, target: str, host: str) -> None:
+    """Move pod TARGET (NAMESPACE/NAME) to HOST, keeping its IP and its running programs.
+
+    The pod's netns stays; its veth is re-plugged on HOST, which announces the address as
+    a borrowed /32 (the block stays with its host). Returns once every host routes the
+    address to HOST and every Felix enforces the move.
+
+    \b
+    Example:
+      sudo testbed migrate demo/pod-a host2
+    """
+    needs_root("migrate")
+    from testbed.runtime import migrate as moving  # lazy: only this command needs it
+
+    namespace, sep, name = target.partition("/")
+    if not sep or not namespace or not name:
+        raise api.LabError(f"pod {target!r}: expected NAMESPACE/NAME")
+    chosen = api.resolve_lab(lab)
+    with api.datastore(chosen) as store:
+        moved = moving.migrate(chosen, namespace, name, host, store)
+    if fmt == "json":
+        output.print_json(asdict(moved))
+    else:
+        how = "a borrowed /32" if moved.borrowed else "inside its block"
+        click.echo(
+            f"pod {target} moved: {moved.source} -> {moved.target}, {moved.ip} ({how}), "
+            f"routed everywhere in {moved.seconds:.3f} s"
+        )
+
+
+FAULT_HELP = """TARGET is one of:
+
+\b
+  host HOST           freeze HOST's processes (SIGSTOP) and take its fabric port down
+  link HOST           take HOST's fabric port down
+  agent HOST felix    kill HOST's policy agent (not restarted until heal)
+  agent HOST bgp      kill HOST's BGP speaker and glue (not restarted until heal)
+  etcd                kill the lab's etcd (heal restarts it on the same data)
+"""
+
+
+def _fault_command(verb: str) -> click.Command:
+    @lab_option
+    @output_option
+    @click.argument("target", nargs=-1, required=True)
+    @fails_cleanly
+    def command(lab: str | None, fmt: str, target: tuple[str, ...]) -> None:
+        needs_root(verb)
+        from testbed import faults  # lazy: only fail and heal need it
+        from testbed.runtime import state
+
+        chosen = api.resolve_lab(lab)
+        recorded = state.load(chosen)
+        names = [p.name for p in recorded.processes] if recorded else []
+        try:
+            fault = faults.parse_target(target, faults.hosts_of(names))
+            done = (faults.fail if verb == "fail" else faults.heal)(chosen, fault)
+        except faults.FaultError as exc:
+            raise api.LabError(str(exc)) from None
+        if fmt == "json":
+            output.print_json({"lab": chosen, verb: asdict(done)})
+        else:
+            click.echo(f"{done.target} {'failed' if verb == 'fail' else 'healed'} in lab {chosen}")
+
+    command.__doc__ = (
+        f"{'Break' if verb == 'fail' else 'Undo the failure of'} TARGET in the lab; `testbed status` lists what is failed.\n\n"
+        + FAULT_HELP
+        + f"\n\b\nExample:\n  sudo testbed {verb} host host2"
+    )
+    return cli.command(verb)(command)
+
+
+fail = _fault_command("fail")
+heal = _fault_command("heal")
 
 
 @cli.command()
