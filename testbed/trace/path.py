@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from testbed import naming
 from testbed.trace.model import Node, Point
 
+LOOPBACK = "lo"  # where a party talking to itself sends
+
 
 def pod_point(node: Node) -> Point:
     return Point(node.name, node.netns, naming.POD_INTERFACE)
@@ -24,7 +26,10 @@ def host_points(lab: str, host: str) -> tuple[Point, Point]:
 
 
 def points(lab: str, src: Node, dst: Node) -> tuple[Point, ...]:
-    """The interfaces a packet from ``src`` to ``dst`` crosses, in order."""
+    """The interfaces a packet from ``src`` to ``dst`` crosses, in order. A party talking
+    to itself never leaves its netns: the packet is seen on ``lo`` only."""
+    if same_party(src, dst):
+        return (Point(src.name, src.netns, LOOPBACK),)
     out: list[Point] = []
     if src.kind == "pod":
         out += [pod_point(src), Point(src.host, naming.host_netns(lab, src.host), src.iface or "")]
@@ -37,8 +42,14 @@ def points(lab: str, src: Node, dst: Node) -> tuple[Point, ...]:
     return tuple(dict.fromkeys(out))  # a pod on its own host: no point twice
 
 
+def same_party(src: Node, dst: Node) -> bool:
+    return src.netns == dst.netns and src.ip == dst.ip
+
+
 def hosts_on_path(src: Node, dst: Node) -> tuple[str, ...]:
-    """The hosts whose rules judge the packet, in order."""
+    """The hosts whose rules judge the packet, in order (none for a party to itself)."""
+    if same_party(src, dst):
+        return ()
     return tuple(dict.fromkeys((src.host, dst.host)))
 
 

@@ -1,42 +1,55 @@
 """`testbed trace` on a real lab (netpol-model: x, y, z with pods a on host1, b on host2,
 c on host3): the marked SYN seen at every hop with the pods' own addresses on the fabric,
 the SYN-ACK followed back, the deciding rule named back to the policy, and the what-if
-walk agreeing with reality."""
+walk agreeing with reality. The lab and the checks come from the project's pytest
+plugin (testbed.pytest_plugin), as a user's suite would get them; the text output is
+read through the CLI, as a user reads it."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.labs import REPO, running_lab, status_json, testbed
+from testbed.pytest_plugin import Lab, LabFactory
+from tests.integration.labs import REPO, RootSnapshot, status_json, testbed
 
+pytest_plugins = ("testbed.pytest_plugin",)  # also loaded through its pytest11 entry point
 pytestmark = pytest.mark.root
 
 POLICIES = Path(REPO) / "tests" / "data" / "policies"
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[str]:
-    with running_lab("netpol-model", "ittrace") as name:
-        yield name
+def root_unchanged() -> Iterator[None]:
+    """Set up before the lab, torn down after it: the root netns must be as before."""
+    before = RootSnapshot.take()
+    yield
+    assert RootSnapshot.take() == before
+
+
+@pytest.fixture(scope="module")
+def model(root_unchanged: None, testbed_module_lab: LabFactory) -> Lab:
+    return testbed_module_lab("netpol-model", "ittrace")
 
 
 @pytest.fixture
-def clean(lab: str) -> Iterator[str]:
-    yield lab
+def clean(model: Lab) -> Iterator[str]:
+    yield model.name
     for ns in "xyz":
-        testbed("kubectl", "--lab", lab, "delete", "netpol", "--all", "-n", ns, check=False)
+        model.delete("netpol", namespace=ns)
 
 
 def trace(lab: str, *args: str) -> dict:
-    return json.loads(testbed("trace", "--lab", lab, *args, "-o", "json").stdout)
+    """The trace as JSON, from the plugin's helper (``-o json`` prints the same dict)."""
+    protocol = args[args.index("--protocol") + 1] if "--protocol" in args else "tcp"
+    src, dst = [a for i, a in enumerate(args) if not a.startswith("--") and (i == 0 or args[i - 1] != "--protocol")]
+    return Lab(lab, "netpol-model").trace(src, dst, protocol, what_if="--what-if" in args).to_json()
 
 
 def apply(lab: str, name: str) -> None:
-    testbed("kubectl", "--lab", lab, "apply", "-f", str(POLICIES / name))
+    Lab(lab, "netpol-model").apply(POLICIES / name)
 
 
 def test_allowed_cross_host_trace_lists_every_hop_and_the_reply(clean: str) -> None:
@@ -97,6 +110,16 @@ def test_udp_and_icmp_from_a_host(clean: str) -> None:
     assert trace(clean, "--protocol", "udp", "z/c", "x/b:80")["verdict"].startswith("DROPPED at host2 by default deny")
 
 
-def test_addresses_outside_the_lab_are_refused(lab: str) -> None:
-    proc = testbed("trace", "--lab", lab, "x/a", "192.0.2.1:80", check=False)
+def test_plugin_reachable_and_matrix_agree_with_the_trace(model: Lab, clean: str) -> None:
+    model.apply(POLICIES / "deny-all-ingress.yaml")
+    assert model.reachable("x/a", "z/c", 80) and model.trace("x/a", "z/c:80").allowed
+    assert not model.reachable("y/a", "x/b", 80) and not model.trace("y/a", "x/b:80").allowed
+    measured = model.matrix(80, namespaces=["x", "z"])
+    assert measured == model.expected(measured)
+    row = measured.cells[measured.pods.index("z/a")]
+    assert [measured.pods[j] for j, ok in enumerate(row) if ok] == ["z/a", "z/b", "z/c"]  # x isolated
+
+
+def test_addresses_outside_the_lab_are_refused(model: Lab) -> None:
+    proc = testbed("trace", "--lab", model.name, "x/a", "192.0.2.1:80", check=False)
     assert proc.returncode == 1 and "traces never leave the lab" in proc.stderr

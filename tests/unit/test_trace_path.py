@@ -28,6 +28,12 @@ def test_cross_host_pods_cross_every_hop_in_order() -> None:
     assert netns["fabric p-host1"] == "lab.fabric" and netns["host2 eth0"] == "lab.host2"
 
 
+def test_a_party_to_itself_is_seen_on_loopback_only_and_judged_by_no_host() -> None:
+    assert [(p.netns, p.iface) for p in points(LAB, A, A)] == [("lab.x.a", "lo")]
+    assert hosts_on_path(A, A) == () and hosts_on_path(H1, H1) == ()
+    assert labels(A, C)[0] == "x/a eth0"  # another pod of the same host is not "itself"
+
+
 def test_same_host_pods_never_touch_the_fabric() -> None:
     assert labels(A, C) == ["x/a eth0", f"host1 {A.iface}", f"host1 {C.iface}", "y/c eth0"]
     assert hosts_on_path(A, C) == ("host1",)
