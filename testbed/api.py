@@ -60,6 +60,7 @@ class LabStatus:
     pods: list[PodStatus] = field(default_factory=list)
     seconds: float | None = None  # how long `up` took, when this status comes from `up`
     ui: str | None = None  # the lab's UI on localhost, when `up` forwarded one
+    failed: list[dict[str, object]] = field(default_factory=list)  # `testbed fail` targets not healed yet
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -256,6 +257,9 @@ def status(lab: str) -> LabStatus:
             "healthy": False,
         },
     )
+    from testbed import faults  # what `testbed fail` broke: readable even while etcd is down
+
+    result.failed = [{"target": f.target, "since": f.since} for f in faults.load(lab)]
     try:
         with datastore(lab) as store:
             result.etcd["healthy"] = store.healthy()

@@ -10,6 +10,9 @@ threads and no I/O of its own beyond the datastore, the kernel adapter and ``out
   recomputed on every change under those keys; a respawned glue announces everything.
 - Learn: routes from peers go to the kernel (``kernel.py``); a session that drops takes its
   routes with it (ExaBGP sends no withdraws then); stopping removes every route we made.
+- Restart, gracefully (as BIRD's graceful restart keeps forwarding): a glue that starts
+  and finds routes of a previous glue in the kernel keeps them, asks its peers to resend
+  theirs, and removes only those no peer re-announced within ``stale_seconds``.
 - Status: each session's state goes to ``keys.bgp_status(host)`` (``status.py``).
 """
 
@@ -37,6 +40,9 @@ LOG = logging.getLogger("agents.bgp.glue")
 # RIB while the sessions stay up (ExaBGP replays nothing to a new helper). Peers only get
 # it when the neighbour has ``capability { route-refresh; }``; else ExaBGP keeps it queued.
 REFRESH_COMMAND = "announce route-refresh ipv4 unicast"
+# How long a restarted glue keeps the routes it found before peers re-announce them: the
+# peers answer the route refresh within milliseconds; this only bounds a stale route.
+STALE_SECONDS = 20.0
 
 
 class Glue:
@@ -54,6 +60,7 @@ class Glue:
         asn: int = AS_NUMBER,
         clock: Callable[[], float] = time.time,
         log: logging.Logger | logging.LoggerAdapter[logging.Logger] = LOG,
+        stale_seconds: float = STALE_SECONDS,
     ) -> None:
         self.datastore = datastore
         self.kernel = kernel
@@ -65,28 +72,52 @@ class Glue:
         self.announced: set[str] = set()
         self.installed: dict[str, str] = {}  # prefix -> next hop, as we put them in the kernel
         self.stopping = False  # ExaBGP said it shuts down, or our stdout is gone
+        self.clock = clock
+        self.stale: dict[str, str] = {}  # prefix -> next hop: found at start, not re-learned yet
+        self.stale_seconds = stale_seconds
+        self.stale_until = 0.0
         self.log = log
         self._unacked: deque[str] = deque(maxlen=1000)  # ExaBGP answers each command in order
         self._status_dirty = False
 
     # -- start and stop --------------------------------------------------------------------
     def start(self) -> None:
-        """Remove a previous glue's routes, publish the status, announce what we own."""
+        """Keep a previous glue's routes (stale until re-learned: traffic keeps flowing),
+        publish the status, ask peers to resend, announce what we own."""
         try:
-            leftovers = self.kernel.flush()
-            if leftovers:
-                self.log.info("removed %d routes left by a previous glue: %s", len(leftovers), " ".join(leftovers))
+            self.stale = self.kernel.learned()
         except KernelError as exc:
             self.log.error("%s", exc)
+        if self.stale:
+            self.stale_until = self.clock() + self.stale_seconds
+            self.log.info(
+                "kept %d routes of a previous glue until peers resend them: %s",
+                len(self.stale), " ".join(sorted(self.stale)),
+            )  # fmt: skip
         self.write_status()
         self._send([REFRESH_COMMAND])
         self.on_datastore_change()
+
+    def expire_stale(self) -> None:
+        """Remove the routes found at start that no peer re-announced in time."""
+        if not self.stale or self.clock() < self.stale_until:
+            return
+        for prefix, next_hop in sorted(self.stale.items()):
+            try:
+                self.kernel.remove(prefix)
+            except KernelError as exc:
+                self.log.error("%s", exc)
+                continue
+            self.log.info("stale route %s removed (was via %s; no peer re-announced it)", prefix, next_hop)
+        self.stale = {}
 
     def stop(self) -> None:
         """ExaBGP is stopping: take our routes out of the kernel, say the speaker is gone."""
         self.rib.flush()
         for prefix in sorted(self.installed):
             self._remove(prefix)
+        self.stale_until = 0.0
+        self.expire_stale()
         self.status.stopped()
         self.write_status()
 
@@ -130,6 +161,7 @@ class Glue:
                 self.log.error("%s", exc)
                 continue
             self.installed[prefix] = next_hop
+            self.stale.pop(prefix, None)
             self.log.info("route %s via %s", prefix, next_hop)
 
     def _remove(self, prefix: str) -> None:

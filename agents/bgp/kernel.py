@@ -33,6 +33,10 @@ class Kernel(Protocol):
         """Delete every route of the glue (proto bird with a gateway); the prefixes removed."""
         ...
 
+    def learned(self) -> dict[str, str]:
+        """Every route of the glue now in the kernel: prefix -> gateway."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -79,6 +83,12 @@ class NetlinkKernel:
         except OSError as exc:
             raise KernelError(f"route del {prefix}: {_reason(exc)}") from exc
         return bool(doomed)
+
+    def learned(self) -> dict[str, str]:
+        try:
+            return {r.dst: str(r.gateway) for r in self._ours()}
+        except OSError as exc:
+            raise KernelError(f"listing proto {self.proto} routes: {_reason(exc)}") from exc
 
     def flush(self) -> list[str]:
         removed: list[str] = []

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import os
 import queue
 import signal
 import sys
@@ -38,9 +39,10 @@ RESYNC_SECONDS = 30.0
 RETRY_SECONDS = 0.5  # after a failed read of what to announce
 # The first retries come fast: at `up` the glue may start before etcd answers, and BGP
 # convergence waits for this watch. A watch that lived HEALTHY_WATCH resets the backoff.
-BACKOFF_FIRST, BACKOFF_MAX = 0.1, 10.0
+BACKOFF_FIRST, BACKOFF_MAX = 0.1, 2.0  # short: after an etcd restart, catch up within 2 s
 HEALTHY_WATCH = 5.0  # a watch that lived this long resets the backoff
 ETCD_TIMEOUT = 3.0
+STALE_CHECK_SECONDS = 1.0  # while a restarted glue holds routes it found, look this often
 
 LOG = logging.getLogger("agents.bgp.glue")
 
@@ -127,10 +129,13 @@ def loop(
     """Handle items until EOF, a signal or ExaBGP's shutdown; returns why it stopped."""
     next_resync = clock() + resync
     while True:
+        wait = max(0.0, next_resync - clock())
+        if glue.stale:
+            wait = min(wait, STALE_CHECK_SECONDS)
         try:
-            batch = [events.get(timeout=max(0.0, next_resync - clock()))]
+            batch = [events.get(timeout=wait)]
         except queue.Empty:
-            batch = [(CHANGED, "resync")]
+            batch = [(CHANGED, "resync")] if clock() >= next_resync else []
         while True:
             try:
                 batch.append(events.get_nowait())
@@ -147,6 +152,7 @@ def loop(
             if glue.stopping:
                 return "ExaBGP shuts down"
         _guarded("the BGP status", glue.flush_status)
+        _guarded("stale routes", glue.expire_stale)
         if dirty:
             read = _guarded("a datastore change", glue.on_datastore_change)
             # etcd did not answer: try again soon, not at the next slow resync.
@@ -228,7 +234,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         glue.start()
         watch.start()
-        LOG.info("stopping: %s", loop(glue, events, args.resync))
+        why = loop(glue, events, args.resync)
+        LOG.info("stopping: %s", why)
+        if why == "ExaBGP shuts down" or why in ("SIGTERM", "SIGINT"):
+            from testbed.runtime.supervisor import note_clean_exit  # the speaker stays down
+
+            note_clean_exit(args.lab, f"bgp {args.host}", os.getppid())
     finally:  # ExaBGP sends SIGKILL 2 s after SIGTERM: the kernel routes go first
         glue.stop()
         watch.stop()

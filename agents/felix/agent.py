@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import queue
 import signal
 import socket
@@ -262,6 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signum, lambda *_: events.put("stop"))
     with EtcdDatastore.over_tcp(host, int(port)) as store:
         run(Agent(store, args.host, Dataplane()), store, events)
+    from testbed.runtime.supervisor import note_clean_exit  # stopped on request: stay down
+
+    note_clean_exit(args.lab, f"felix {args.host}", os.getpid())
     return 0
 
 

@@ -29,6 +29,8 @@ def status_tables(status: LabStatus) -> None:
     health = "healthy" if etcd.get("healthy") else f"UNHEALTHY ({etcd.get('error', 'no answer')})"
     out.print(f"lab {status.lab}  topology {status.topology}  phase {status.phase}")
     out.print(f"etcd {etcd['endpoint']}  pid {etcd.get('pid')}  {health}")
+    if status.failed:  # `testbed fail` targets not healed yet
+        out.print("FAILED  " + ", ".join(str(f["target"]) for f in status.failed))
     hosts = Table(title="hosts", title_justify="left", box=None, pad_edge=False)
     for column in ("HOST", "IP", "BLOCKS", "NETNS"):
         hosts.add_column(column)

@@ -28,6 +28,9 @@ def start_agent(plan: LabPlan, host: HostPlan, lab_state: state.LabState) -> int
     log = state.folder(plan.lab) / "logs" / f"felix-{host.name}.log"
     proc = processes.spawn(host.netns, agent_argv(plan.lab, host.name), log)
     state.record_process(lab_state, f"felix {host.name}", host.netns, proc.pid)
+    from testbed.runtime import supervisor  # one per lab, started with the first agent
+
+    supervisor.ensure(plan.lab, lab_state)
     return proc.pid
 
 

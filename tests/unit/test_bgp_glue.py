@@ -100,7 +100,7 @@ class Setup:
         self.store.put(keys.block_affinity("host2", IPv4Network(B2)), affinity_record())
         self.store.put(*wep("host1", "a", "10.65.0.1"))
         self.store.put(*wep("host2", "c", "10.65.0.65"))
-        self.kernel = FakeKernel({B1: (None, 12), "172.18.203.0/24": (None, 2), "10.65.9.0/26": (RR, 12)})
+        self.kernel = FakeKernel({B1: (None, 12), "172.18.203.0/24": (None, 2)})
         self.out = io.StringIO()
         self.glue = Glue(self.store, self.kernel, self.out, "host1", H1, [Peer(H2), Peer(RR, "global")],
                          clock=lambda: 1_700_000_000.0)  # fmt: skip
@@ -128,7 +128,7 @@ def s() -> Setup:
     return setup
 
 
-def test_start_flushes_old_routes_announces_blocks_and_publishes_status(s: Setup) -> None:
+def test_start_announces_blocks_and_publishes_status(s: Setup) -> None:
     assert s.kernel.routes == {B1: (None, 12), "172.18.203.0/24": (None, 2)}  # blackhole kept
     assert s.commands() == [REFRESH_COMMAND, f"announce route {B1} next-hop {H1}"]
     status = s.status()
@@ -396,3 +396,22 @@ def test_the_glue_refuses_to_run_outside_its_host_netns() -> None:
 
     args = ["--lab", "nolab", "--host", "nohost", "--local-ip", "172.18.203.11", "--etcd", "172.18.203.1:2379"]
     assert runner.main(args) == 2
+
+
+def test_a_restarted_glue_keeps_found_routes_until_peers_resend_or_time_runs_out() -> None:
+    now = [100.0]
+    setup = Setup()
+    setup.kernel.routes.update({"10.65.8.0/26": (H2, 12), "10.65.9.0/26": (RR, 12)})  # a previous glue's
+    setup.glue = Glue(setup.store, setup.kernel, setup.out, "host1", H1, [Peer(H2), Peer(RR, "global")],
+                      clock=lambda: now[0], stale_seconds=20)  # fmt: skip
+    setup.glue.start()
+    assert setup.kernel.learned() == {"10.65.9.0/26": RR, "10.65.8.0/26": H2}
+    setup.glue.on_line(state("up"))
+    setup.glue.on_line(announce("10.65.8.0/26"))  # re-learned: no longer stale
+    now[0] += 19
+    setup.glue.expire_stale()
+    assert setup.kernel.learned() == {"10.65.9.0/26": RR, "10.65.8.0/26": H2}
+    now[0] += 2
+    setup.glue.expire_stale()
+    assert setup.kernel.learned() == {"10.65.8.0/26": H2}
+    assert setup.kernel.routes[B1] == (None, 12)  # the blackhole is never ours
