@@ -38,6 +38,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # bench_bgp.py, next t
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_bgp  # noqa: E402
 import bench_policy  # noqa: E402
+import bench_trace  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench-results"
@@ -221,7 +222,8 @@ for _pods in (10, 100, 500):
 for _name, _fn in (("route-latency", bench_bgp.route_latency), ("bgp-scale", bench_bgp.bgp_scale),
                    ("bgp-quick", bench_bgp.bgp_quick)):  # fmt: skip
     case(_name)(partial(_fn, sys.modules[__name__]))
-for _name, _fn in (("policy", bench_policy.policy), ("policy-quick", bench_policy.policy_quick)):
+for _name, _fn in (("policy", bench_policy.policy), ("policy-quick", bench_policy.policy_quick),
+                   ("trace", bench_trace.trace)):  # fmt: skip
     case(_name)(partial(_fn, sys.modules[__name__]))
 
 
@@ -339,17 +341,21 @@ def build_report(machine: dict[str, Any], base: dict[str, Any], results: dict[st
     up/down targets only when an up/down case ran."""
     runs = {name: r for name, r in results.items() if isinstance(r, list)}
     policy = {name: r for name, r in results.items() if isinstance(r, dict) and "policy" in r}
-    bgp = {name: r for name, r in results.items() if not isinstance(r, list) and name not in policy}
+    traces = {name: r for name, r in results.items() if isinstance(r, dict) and "trace" in r}
+    bgp = {name: r for name, r in results.items() if not isinstance(r, list) and name not in policy and name not in traces}
     cases = [summarize(name, r, base["netns_add_s"]) for name, r in runs.items()]
     lin = linearity(cases)
     report = {"machine": machine, "baseline": base, "cases": cases, "linearity": lin,
-              "targets": targets(cases, lin) if cases or not (bgp or policy) else []}
+              "targets": targets(cases, lin) if cases or not (bgp or policy or traces) else []}
     if bgp:
         report["bgp"] = bench_bgp.bgp_section(bgp, base["netns_add_s"])
         report["targets"] += bench_bgp.bgp_targets(report["bgp"], target)
     if policy:
         report["policy"] = bench_policy.policy_section(policy)
         report["targets"] += bench_policy.policy_targets(report["policy"], target)
+    if traces:
+        report["trace"] = bench_trace.trace_section(traces)
+        report["targets"] += bench_trace.trace_targets(report["trace"], target)
     return report
 
 
@@ -401,7 +407,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     ]
     extra = (bench_bgp.summary_lines(report["bgp"]) if "bgp" in report else []) + (
         bench_policy.summary_lines(report["policy"]) if "policy" in report else [])
-    if ("bgp" in report or "policy" in report) and not report["cases"]:  # no up/down figures to discuss
+    if ("bgp" in report or "policy" in report or "trace" in report) and not report["cases"]:  # no up/down figures to discuss
         return head + extra + [verdict(t) for t in report["targets"]]
     return head + [
         f"linearity: {fmt(lin['ms_per_pod_100'], '.1f')} ms/pod at 100, {fmt(lin['ms_per_pod_500'], '.1f')} at 500, "
@@ -414,13 +420,15 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
 
 def render(report: dict[str, Any]) -> list[Table]:
     """The tables of the report: up/down when such cases ran, then the BGP and policy ones."""
-    tables = [render_table(report)] if report["cases"] or not ("bgp" in report or "policy" in report) else []
+    tables = [render_table(report)] if report["cases"] or not ("bgp" in report or "policy" in report or "trace" in report) else []
     if "bgp" in report and report["bgp"]["route_latency"]:
         tables.append(bench_bgp.render_latency_table(report["bgp"]))
     if "bgp" in report and report["bgp"]["scale"]:
         tables.append(bench_bgp.render_scale_table(report["bgp"]))
     if "policy" in report and report["policy"]["sizes"]:
         tables.append(bench_policy.render_policy_table(report["policy"]))
+    if "trace" in report:
+        tables.append(bench_trace.render_trace_table(report["trace"]))
     return tables
 
 

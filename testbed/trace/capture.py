@@ -10,8 +10,10 @@ import os
 import select
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from testbed.netns.namespaces import run_inside
@@ -30,6 +32,12 @@ class Probe:
     protocol: str  # tcp, udp, icmp
     sport: int  # TCP/UDP source port, ICMP id
     dport: int | None
+
+
+def warm_up() -> None:
+    """Import scapy's layers (about 0.2 s): run in a thread while the counters are read."""
+    import scapy.layers.inet  # noqa: F401, PLC0415
+    import scapy.layers.l2  # noqa: F401, PLC0415
 
 
 def packet_bytes(probe: Probe) -> bytes:
@@ -106,7 +114,8 @@ def capture(
     """Send the probe and collect its sightings (first per point and leg) until ``done``
     says the walk is complete, nothing new came for ``QUIET`` seconds (a drop: hops are
     microseconds apart), or ``timeout`` passes."""
-    socks = {open_socket(p): p for p in points}
+    with ThreadPoolExecutor(max_workers=max(1, len(points))) as pool:  # each one a setns thread
+        socks = dict(zip(pool.map(open_socket, points), points))
     translated = tuple(translated)
     sightings: list[Sighting] = []
     first: set[tuple[Point, str]] = set()
@@ -131,8 +140,9 @@ def capture(
             if done(sightings):
                 break
     finally:
-        for sock in socks:
-            sock.close()
+        # Closing a packet socket waits for the kernel's RCU grace period (~13 ms each):
+        # let a background thread pay it, the result is ready now.
+        threading.Thread(target=lambda: [sock.close() for sock in socks], daemon=True).start()
     return sightings
 
 
