@@ -89,6 +89,14 @@ def stop(pids: Iterable[int], timeout: float = 3.0) -> None:
         time.sleep(0.02)
 
 
+def freeze(pids: Iterable[int]) -> None:
+    """SIGSTOP each process: a frozen process cannot start another (ExaBGP respawning its
+    glue, the supervisor restarting an agent) while the others are being killed."""
+    for pid in set(pids):
+        if pid > 1 and pid != os.getpid():
+            _signal(pid, signal.SIGSTOP)
+
+
 def kill(pids: Iterable[int], timeout: float = 2.0) -> None:
     """SIGKILL each process and wait until it is gone (or a zombie); reap our children."""
     targets = [p for p in set(pids) if p > 1 and p != os.getpid()]

@@ -18,7 +18,8 @@ from testbed import naming
 from testbed.netns import namespaces, processes
 from testbed.runtime import state
 
-NETNS_ETC = Path("/etc/netns")  # per-netns files `ip netns exec` bind-mounts (resolv.conf)
+NETNS_ETC = Path("/etc/netns")
+MAX_KILL_ROUNDS = 5  # per-netns files `ip netns exec` bind-mounts (resolv.conf)
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,17 @@ def teardown(lab: str) -> TeardownReport:
     pids = set(_recorded_pids(lab))
     for found in namespaces.pids_by_netns(names).values():
         pids.update(found)
-    processes.kill(pids)  # the lab is going away: nothing to shut down gracefully
+    # The lab is going away: nothing to shut down gracefully. Freeze everything first, so
+    # that nothing respawns what is being killed, then kill; a process started meanwhile
+    # (before its parent froze) shows up in the next scan of the lab's namespaces.
+    batch = set(pids)
+    for _ in range(MAX_KILL_ROUNDS):
+        processes.freeze(batch)
+        processes.kill(batch)
+        batch = {pid for found in namespaces.pids_by_netns(names).values() for pid in found}
+        if not batch:
+            break
+        pids.update(batch)
     # Workloads first, then hosts, then the fabric: the order they were built in, reversed.
     for name in sorted(names, key=lambda n: (-n.count("."), n)):
         namespaces.remove(name)
