@@ -232,8 +232,13 @@ def get(
       kubectl get pods --all-namespaces --watch
       kubectl get netpol -n policy-demo -o yaml
     """
-    if kind == "all":
-        _get_all(ctx, namespace, all_namespaces, fmt == "wide")
+    if kind == "all" or "," in kind:
+        try:
+            kinds = ALL_KINDS if kind == "all" else tuple((p, PREFIX_OF.get(p, p[:-1])) for p in map(edits.resource, kind.split(",")))
+        except ManifestError as exc:
+            _fail(exc)
+            return
+        _get_all(ctx, namespace, all_namespaces, fmt == "wide", kinds)
         return
     try:
         lab = _lab(ctx)
@@ -274,8 +279,15 @@ ALL_KINDS = (("pods", "pod"), ("services", "service"), ("deployments", "deployme
              ("replicasets", "replicaset.apps"), ("replicationcontrollers", "replicationcontroller"))  # fmt: skip
 
 
-def _get_all(ctx: click.Context, namespace: str | None, all_namespaces: bool, wide: bool) -> None:
-    """kubectl get all: pods, services and workloads, names prefixed with their kind."""
+PREFIX_OF = dict(ALL_KINDS) | {"networkpolicies": "networkpolicy.networking.k8s.io", "namespaces": "namespace", "nodes": "node"}
+
+
+def _get_all(
+    ctx: click.Context, namespace: str | None, all_namespaces: bool, wide: bool,
+    kinds: tuple[tuple[str, str], ...] = ALL_KINDS,
+) -> None:
+    """kubectl get all (pods, services, workloads) or get KIND,KIND: one table per kind,
+    names prefixed with their kind."""
     from testbed.kube import controller
 
     scope = None if all_namespaces else (namespace or DEFAULT_NAMESPACE)
@@ -283,13 +295,13 @@ def _get_all(ctx: click.Context, namespace: str | None, all_namespaces: bool, wi
         lab = _lab(ctx)
         with api.datastore(lab) as store:
             blocks = []
-            for plural, prefix in ALL_KINDS:
-                values = edits.get(store, plural, scope)
+            for plural, prefix in kinds:
+                values = edits.get(store, plural, scope if edits.is_namespaced(plural) else None)
                 if not values:
                     continue
                 table = kube_tables.rows(plural, values, wide, lambda kind, v: controller.status_of(store, kind, v))
                 table = [table[0]] + [[f"{prefix}/{row[0]}", *row[1:]] for row in table[1:]]
-                if all_namespaces:
+                if all_namespaces and edits.is_namespaced(plural):
                     table = kube_tables.with_namespace(table, values)
                 blocks.append(kube_tables.render(table))
     except (ManifestError, api.LabError) as exc:

@@ -206,6 +206,8 @@ spec:
         answers = [in_netns(client, sys.executable, "-m", "agents.apps.connect", cluster_ip, "8080", "--timeout", "2").stdout.strip() for _ in range(24)]
         assert {a.split("/", 1)[1] for a in answers if a} == pods, f"24 connections reached {set(answers)}"
         assert kubectl(lab, "exec", "-n", "spread", "client", "--", "sh", "-c", "echo $PWD; exit 3", check=False).returncode == 3
+        both = kubectl(lab, "get", "deploy,svc", "-n", "spread").stdout.split()
+        assert "deployment.apps/echo" in both and "service/echo" in both
         replica_sets = kubectl(lab, "get", "rs", "-n", "spread").stdout.splitlines()
         assert replica_sets[1].split()[:4] == [f"echo-{replica_sets[1].split()[0].rsplit('-', 1)[1]}", "2", "2", "2"]
         for host in status_json(lab)["hosts"]:
