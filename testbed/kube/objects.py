@@ -233,7 +233,10 @@ def store_objects(store: Datastore, lab: str, parsed: list[object], *, create_on
     def exists_problem(resource: str, name: str) -> None:
         problems.append(f'Error from server (AlreadyExists): {resource} "{name}" already exists')
 
-    for obj in sorted(parsed, key=lambda o: _ORDER.get(type(o).__name__, 5)):
+    starts: list[tuple[int, int]] = []  # (position in the manifest, first change of it)
+    for position in sorted(range(len(parsed)), key=lambda i: _ORDER.get(type(parsed[i]).__name__, 5)):
+        obj = parsed[position]
+        starts.append((position, len(changes)))
         if isinstance(obj, NamespaceObject):
             current = store.get(keys.k8s_namespace(obj.name))
             if current is not None and create_only:
@@ -330,4 +333,15 @@ def store_objects(store: Datastore, lab: str, parsed: list[object], *, create_on
             controller.create_bare_pod(lab, store, pod)
     if touched_namespaces:
         controller.reconcile(lab, store, touched_namespaces)
-    return changes
+    return in_manifest_order(changes, starts)
+
+
+def in_manifest_order(changes: list[Change], starts: list[tuple[int, int]]) -> list[Change]:
+    """The result lines in the order of the manifest's documents, as kubectl prints them
+    (objects are written namespaces first, whatever the file's order). ``starts``: for
+    each object in processing order, its position in the file and its first change."""
+    bounds = [*starts, (-1, len(changes))]
+    owner: list[int] = []
+    for (position, first), (_, following) in zip(bounds, bounds[1:]):
+        owner += [position] * (following - first)
+    return [change for _, change in sorted(zip(owner, changes), key=lambda pair: pair[0])]

@@ -91,3 +91,12 @@ def test_delete_policies_by_name_and_all() -> None:
         'networkpolicy.networking.k8s.io "default-deny" deleted'
     ]
     assert edits.get(store, "netpol", "policy-demo") == []
+
+
+def test_result_lines_follow_the_manifest_order() -> None:
+    from testbed.kube.objects import Change, in_manifest_order
+
+    # processed namespaces first: file positions 2, 0 (no change), 1 with two changes
+    changes = [Change("namespace", "ns", "created"), Change("service", "a", "created"), Change("service", "b", "created")]
+    ordered = in_manifest_order(changes, [(2, 0), (0, 1), (1, 1)])
+    assert [c.name for c in ordered] == ["a", "b", "ns"]
