@@ -2,7 +2,7 @@
 implementations, the key layout (``keys``) and the values stored there (``records``).
 
 ``etcd`` is not imported here, so that pure users (records, keys, the memory store)
-do not need etcd3gw installed.
+do not pay for the etcd client's import (``etcd_http``, on http.client).
 """
 
 from testbed.datastore.base import Datastore, DatastoreError
