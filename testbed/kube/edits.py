@@ -38,6 +38,23 @@ PREFIXES = {
 }
 CLUSTER_SCOPED = {"namespaces": keys.K8S_NAMESPACES, "nodes": keys.NODES}
 
+# plural -> how kubectl names one object of the kind in result lines and `-o name`
+SINGULARS = {
+    "pods": "pod", "services": "service", "deployments": "deployment.apps", "replicasets": "replicaset.apps",
+    "replicationcontrollers": "replicationcontroller", "networkpolicies": POLICY_KIND, "namespaces": "namespace",
+    "nodes": "node",
+}  # fmt: skip
+
+
+def singular(plural: str) -> str:
+    """``SINGULARS``, or a stored-only kind's lower-case name qualified by its API group."""
+    if plural in SINGULARS:
+        return SINGULARS[plural]
+    for kind, (group, name, _namespaced) in STORED_ONLY.items():
+        if name == plural:
+            return f"{kind.lower()}.{group}" if group else kind.lower()
+    raise KeyError(plural)
+
 
 def resource(kind: str) -> str:
     found = KINDS.get(kind.lower())

@@ -19,6 +19,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from testbed.labels import label_key_problem, label_value_problem
+
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _PORT_NAME = re.compile(r"[-a-z0-9]+")
@@ -153,6 +155,19 @@ class FieldReport:
                 self.wrong_type(f"{path}[{key}]", item, "string")
         return out
 
+    def labels(self, value: object, path: str) -> dict[str, str]:
+        """A label map, each bad key or value reported as the API server does (key
+        problems show the key, value problems the value)."""
+        labels = self.string_map(value, path)
+        for key, item in labels.items():
+            key_problem = label_key_problem(key)
+            if key_problem:
+                self.invalid(path, key, key_problem)
+            value_problem = label_value_problem(key, item)
+            if value_problem:
+                self.invalid(path, item, value_problem)
+        return labels
+
     # -- the end --
     def lines(self) -> list[str]:
         head = f"The {self.kind} {json.dumps(self.name)} is invalid: "
@@ -168,28 +183,35 @@ class FieldReport:
 # -- the API server's checks of names, worded as it words them --
 
 
-def dns_subdomain_problems(text: str) -> list[str]:
+def check_type_meta(obj: Mapping[str, Any], version: str, kind: str) -> None:
+    """apiVersion and kind present and the ones a parser expects, worded as kubectl does."""
+    found_version, found_kind = obj.get("apiVersion"), obj.get("kind")
+    if not found_kind:
+        raise ManifestError(["Object 'Kind' is missing in the manifest"])
+    if not found_version:
+        raise ManifestError(["Object 'apiVersion' is missing in the manifest"])
+    if found_version != version or found_kind != kind:
+        raise ManifestError([f"no matches for kind {json.dumps(found_kind)} in version {json.dumps(found_version)}"])
+
+
+def _rfc1123_problems(text: str, pattern: re.Pattern[str], limit: int, what: str, chars: str) -> list[str]:
     problems = []
-    if len(text) > 253:
-        problems.append("must be no more than 253 characters")
-    if not _DNS_SUBDOMAIN.fullmatch(text):
+    if len(text) > limit:
+        problems.append(f"must be no more than {limit} characters")
+    if not pattern.fullmatch(text):
         problems.append(
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
-            "characters, '-' or '.', and must start and end with an alphanumeric character"
+            f"a lowercase RFC 1123 {what} must consist of lower case alphanumeric "
+            f"characters{chars}, and must start and end with an alphanumeric character"
         )
     return problems
+
+
+def dns_subdomain_problems(text: str) -> list[str]:
+    return _rfc1123_problems(text, _DNS_SUBDOMAIN, 253, "subdomain", ", '-' or '.'")
 
 
 def dns_label_problems(text: str) -> list[str]:
-    problems = []
-    if len(text) > 63:
-        problems.append("must be no more than 63 characters")
-    if not _DNS_LABEL.fullmatch(text):
-        problems.append(
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric "
-            "characters or '-', and must start and end with an alphanumeric character"
-        )
-    return problems
+    return _rfc1123_problems(text, _DNS_LABEL, 63, "label", " or '-'")
 
 
 def port_name_problems(name: str) -> list[str]:

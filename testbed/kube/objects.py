@@ -221,7 +221,8 @@ def store_objects(store: Datastore, lab: str, parsed: list[object], *, create_on
     problems: list[str] = []
     writes: dict[str, dict[str, Any]] = {}
     created = time.time()
-    namespaces = {k[len(keys.K8S_NAMESPACES):] for k in store.list(keys.K8S_NAMESPACES)}
+    stored_namespaces = store.list(keys.K8S_NAMESPACES)
+    namespaces = {k[len(keys.K8S_NAMESPACES):] for k in stored_namespaces}
     touched_namespaces: set[str] = set()
 
     def check_namespace(namespace: str) -> bool:
@@ -233,12 +234,19 @@ def store_objects(store: Datastore, lab: str, parsed: list[object], *, create_on
     def exists_problem(resource: str, name: str) -> None:
         problems.append(f'Error from server (AlreadyExists): {resource} "{name}" already exists')
 
+    def write(key: str, current: dict[str, Any] | None, value: dict[str, Any], same: bool) -> str:
+        """kubectl's verb for storing ``value`` over ``current``; queues the write if any."""
+        verb = "created" if current is None else ("unchanged" if same else "configured")
+        if verb != "unchanged":
+            writes[key] = value
+        return verb
+
     starts: list[tuple[int, int]] = []  # (position in the manifest, first change of it)
     for position in sorted(range(len(parsed)), key=lambda i: _ORDER.get(type(parsed[i]).__name__, 5)):
         obj = parsed[position]
         starts.append((position, len(changes)))
         if isinstance(obj, NamespaceObject):
-            current = store.get(keys.k8s_namespace(obj.name))
+            current = stored_namespaces.get(keys.k8s_namespace(obj.name))
             if current is not None and create_only:
                 exists_problem("namespaces", obj.name)
                 continue
@@ -260,9 +268,7 @@ def store_objects(store: Datastore, lab: str, parsed: list[object], *, create_on
             value = dict(obj.manifest)
             value["metadata"] = {**value.get("metadata", {}), "creationTimestamp": (current or {}).get(
                 "metadata", {}).get("creationTimestamp", records.timestamp(created))}
-            verb = "created" if current is None else ("unchanged" if _is_same(current, value) else "configured")
-            if verb != "unchanged":
-                writes[obj.key] = value
+            verb = write(obj.key, current, value, _is_same(current, value))
             changes.append(Change(obj.singular, obj.name, verb, slash=True))
         elif type(obj).__name__ == "Service":
             from testbed.kube import services  # noqa: PLC0415
@@ -280,9 +286,7 @@ def store_objects(store: Datastore, lab: str, parsed: list[object], *, create_on
             except ManifestError as exc:
                 problems += exc.lines
                 continue
-            verb = "created" if current is None else ("unchanged" if _is_same(current, value) else "configured")
-            if verb != "unchanged":
-                writes[key] = value
+            verb = write(key, current, value, _is_same(current, value))
             changes.append(Change("service", obj.name, verb))
         elif isinstance(obj, NetworkPolicy):
             if not check_namespace(obj.namespace):
@@ -296,9 +300,7 @@ def store_objects(store: Datastore, lab: str, parsed: list[object], *, create_on
             value.setdefault("metadata", {})["creationTimestamp"] = (current or {}).get("metadata", {}).get(
                 "creationTimestamp", records.timestamp(created)
             )
-            verb = "created" if current is None else ("unchanged" if current == value else "configured")
-            if verb != "unchanged":
-                writes[key] = value
+            verb = write(key, current, value, current == value)
             changes.append(Change(POLICY_KIND, obj.name, verb))
         elif isinstance(obj, workloads.Workload):
             if not check_namespace(obj.namespace):
@@ -312,9 +314,7 @@ def store_objects(store: Datastore, lab: str, parsed: list[object], *, create_on
                 changes.append(Change("pod", obj.name, "created" if current is None else "unchanged"))
                 continue
             value = controller.stored_value(lab, obj, current, created)
-            verb = "created" if current is None else ("unchanged" if _is_same(current, value) else "configured")
-            if verb != "unchanged":
-                writes[key] = value
+            verb = write(key, current, value, _is_same(current, value))
             touched_namespaces.add(obj.namespace)
             changes.append(Change(obj.resource, obj.name, verb))
     if problems:

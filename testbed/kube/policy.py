@@ -17,6 +17,7 @@ from typing import Any
 from testbed.kube.errors import (
     FieldReport,
     ManifestError,
+    check_type_meta,
     dns_label_problems,
     dns_subdomain_problems,
     port_name_problems,
@@ -31,7 +32,6 @@ from testbed.model.policy import (
     PolicyRule,
     Protocol,
 )
-from testbed.labels import label_key_problem, label_value_problem
 
 API_VERSION = "networking.k8s.io/v1"
 KIND = "NetworkPolicy"
@@ -54,7 +54,7 @@ def parse_network_policy(
     """
     if not isinstance(obj, Mapping):
         raise ManifestError([f"a {KIND} manifest must be an object, not {json.dumps(obj)}"])
-    _check_type_meta(obj)
+    check_type_meta(obj, API_VERSION, KIND)
     rep = FieldReport(KIND)
     top = rep.mapping(obj, "", ("apiVersion", "kind", "metadata", "spec")) or {}
     name, namespace = _parse_metadata(rep, top.get("metadata"))
@@ -81,18 +81,6 @@ def parse_network_policy(
     )
 
 
-def _check_type_meta(obj: Mapping[str, Any]) -> None:
-    version, kind = obj.get("apiVersion"), obj.get("kind")
-    if not kind:
-        raise ManifestError(["Object 'Kind' is missing in the manifest"])
-    if not version:
-        raise ManifestError(["Object 'apiVersion' is missing in the manifest"])
-    if version != API_VERSION or kind != KIND:
-        raise ManifestError(
-            [f"no matches for kind {json.dumps(kind)} in version {json.dumps(version)}"]
-        )
-
-
 def _parse_metadata(rep: FieldReport, raw: object) -> tuple[str, str]:
     meta = rep.mapping(raw, "metadata", METADATA_FIELDS) or {}
     name = rep.string(meta.get("name"), "metadata.name") or ""
@@ -104,13 +92,7 @@ def _parse_metadata(rep: FieldReport, raw: object) -> tuple[str, str]:
         rep.invalid("metadata.name", name, problem)
     for problem in dns_label_problems(namespace) if namespace else []:
         rep.invalid("metadata.namespace", namespace, problem)
-    for key, value in rep.string_map(meta.get("labels"), "metadata.labels").items():
-        key_problem = label_key_problem(key)
-        if key_problem:
-            rep.invalid("metadata.labels", key, key_problem)
-        value_problem = label_value_problem(key, value)
-        if value_problem:
-            rep.invalid("metadata.labels", value, value_problem)
+    rep.labels(meta.get("labels"), "metadata.labels")
     rep.string_map(meta.get("annotations"), "metadata.annotations")
     return name, namespace
 

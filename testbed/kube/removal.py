@@ -9,18 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-
 from testbed.datastore import keys
 from testbed.datastore.base import Datastore
 from testbed.kube import controller, edits
 from testbed.kube.errors import ManifestError
-from testbed.kube.objects import POLICY_KIND, Change, policy_key
+from testbed.kube.objects import STORED_ONLY, Change, policy_key
 
-# plural -> (workload kind or None, name in result lines)
-_LINE_NAMES = {
-    "pods": "pod", "services": "service", "deployments": "deployment.apps", "replicasets": "replicaset.apps",
-    "replicationcontrollers": "replicationcontroller", "networkpolicies": POLICY_KIND, "namespaces": "namespace",
-}  # fmt: skip
 _WORKLOAD_KINDS = {"deployments": "Deployment", "replicasets": "ReplicaSet", "replicationcontrollers": "ReplicationController"}
 
 
@@ -59,19 +53,8 @@ def delete(lab: str, store: Datastore, targets: Iterable[tuple[str, str | None, 
             controller.reconcile(lab, store, [namespace or "default"])
         else:
             store.delete(_key(plural, namespace, name))
-        if plural in _LINE_NAMES:
-            changes.append(Change(_LINE_NAMES[plural], name, "deleted"))
-        else:
-            group = next((g for _k, (g, p, _n) in _stored_kinds() if p == plural), "")
-            singular = next(k.lower() for k, (_g, p, _n) in _stored_kinds() if p == plural)
-            changes.append(Change(f"{singular}.{group}" if group else singular, name, "deleted", slash=True))
+        changes.append(Change(edits.singular(plural), name, "deleted", slash=plural not in edits.SINGULARS))
     return changes
-
-
-def _stored_kinds() -> list[tuple[str, tuple[str, str, bool]]]:
-    from testbed.kube.objects import STORED_ONLY  # noqa: PLC0415
-
-    return list(STORED_ONLY.items())
 
 
 def delete_namespace(lab: str, store: Datastore, name: str) -> None:
@@ -82,7 +65,7 @@ def delete_namespace(lab: str, store: Datastore, name: str) -> None:
     for pod_key in list(store.list(keys.pods_in(name))):
         pods.delete_pod(lab, name, keys.name_of(pod_key), store)
     store.delete_prefix(policy_key(name, ""))
-    for _kind, (group, plural, namespaced) in _stored_kinds():
+    for _group, plural, namespaced in STORED_ONLY.values():
         if namespaced:
             store.delete_prefix(f"{edits.stored_prefix(plural)}{name}/")
     for key in (keys.k8s_namespace(name), keys.namespace_profile(name), keys.service_account_profile(name)):

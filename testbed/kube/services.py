@@ -26,12 +26,12 @@ from testbed.datastore.base import Datastore
 from testbed.kube.errors import (
     FieldReport,
     ManifestError,
+    check_type_meta,
     dns_label_problems,
     port_name_problems,
     show_value,
 )
 from testbed.kube.policy import METADATA_FIELDS
-from testbed.labels import label_key_problem, label_value_problem
 from testbed.model.policy import Protocol
 
 KIND = "Service"
@@ -113,7 +113,7 @@ def parse_service(
     """
     if not isinstance(obj, Mapping):
         raise ManifestError([f"a {KIND} manifest must be an object, not {json.dumps(obj)}"])
-    _check_type_meta(obj)
+    check_type_meta(obj, API_VERSION, KIND)
     rep = FieldReport(KIND)
     top = rep.mapping(obj, "", ("apiVersion", "kind", "metadata", "spec", "status")) or {}
     name, namespace, labels = _parse_metadata(rep, top.get("metadata"))
@@ -144,16 +144,6 @@ def parse_service(
     )
 
 
-def _check_type_meta(obj: Mapping[str, Any]) -> None:
-    version, kind = obj.get("apiVersion"), obj.get("kind")
-    if not kind:
-        raise ManifestError(["Object 'Kind' is missing in the manifest"])
-    if not version:
-        raise ManifestError(["Object 'apiVersion' is missing in the manifest"])
-    if version != API_VERSION or kind != KIND:
-        raise ManifestError([f"no matches for kind {json.dumps(kind)} in version {json.dumps(version)}"])
-
-
 def dns1035_label_problems(text: str) -> list[str]:
     """Service names are DNS-1035 labels: they become DNS names and must start with a letter."""
     problems = []
@@ -175,20 +165,9 @@ def _parse_metadata(rep: FieldReport, raw: object) -> tuple[str, str, tuple[tupl
         rep.invalid("metadata.name", name, problem)
     for problem in dns_label_problems(namespace) if namespace else []:
         rep.invalid("metadata.namespace", namespace, problem)
-    labels = rep.string_map(meta.get("labels"), "metadata.labels")
-    _check_labels(rep, labels, "metadata.labels")
+    labels = rep.labels(meta.get("labels"), "metadata.labels")
     rep.string_map(meta.get("annotations"), "metadata.annotations")
     return name, namespace, tuple(sorted(labels.items()))
-
-
-def _check_labels(rep: FieldReport, labels: Mapping[str, str], path: str) -> None:
-    for key, value in labels.items():
-        key_problem = label_key_problem(key)
-        if key_problem:
-            rep.invalid(path, key, key_problem)
-        value_problem = label_value_problem(key, value)
-        if value_problem:
-            rep.invalid(path, value, value_problem)
 
 
 def _parse_type(rep: FieldReport, raw: object) -> ServiceType | None:
@@ -248,8 +227,7 @@ def _parse_fixed_choices(rep: FieldReport, spec: Mapping[str, Any]) -> None:
 
 
 def _parse_selector(rep: FieldReport, raw: object) -> tuple[tuple[str, str], ...]:
-    selector = rep.string_map(raw, "spec.selector")
-    _check_labels(rep, selector, "spec.selector")
+    selector = rep.labels(raw, "spec.selector")
     return tuple(sorted(selector.items()))
 
 

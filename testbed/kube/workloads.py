@@ -19,7 +19,6 @@ from typing import Any
 from testbed import images
 from testbed.kube.errors import FieldReport, ManifestError, dns_subdomain_problems, port_name_problems
 from testbed.kube.policy import METADATA_FIELDS
-from testbed.labels import label_key_problem, label_value_problem
 from testbed.model.policy import NamedPort
 
 # kind -> (accepted apiVersions, its name in kubectl's result lines, its plural resource)
@@ -68,15 +67,6 @@ class Workload:
 
     def selects(self, labels: Mapping[str, str]) -> bool:
         return all(labels.get(k) == v for k, v in self.selector)
-
-
-def _labels(rep: FieldReport, value: object, path: str) -> dict[str, str]:
-    labels = rep.string_map(value, path)
-    for key, item in labels.items():
-        for problem in (label_key_problem(key), label_value_problem(key, item)):
-            if problem:
-                rep.invalid(path, key, problem)
-    return labels
 
 
 def _ports(rep: FieldReport, value: object, path: str) -> tuple[NamedPort, ...]:
@@ -154,7 +144,7 @@ def _metadata(rep: FieldReport, value: object, default_namespace: str) -> tuple[
     for problem in dns_subdomain_problems(name) if name else ():
         rep.invalid("metadata.name", name, problem)
     namespace = rep.string(metadata.get("namespace"), "metadata.namespace") or default_namespace
-    return name, namespace, _labels(rep, metadata.get("labels"), "metadata.labels")
+    return name, namespace, rep.labels(metadata.get("labels"), "metadata.labels")
 
 
 def _replicas(rep: FieldReport, value: object, path: str) -> int:
@@ -190,7 +180,7 @@ def parse_workload(obj: Mapping[str, Any], default_namespace: str = "default") -
         replicas = _replicas(rep, spec.get("replicas"), "spec.replicas")
         tpl = rep.mapping(spec.get("template"), "spec.template", ("metadata", "spec")) or {}
         tpl_meta = rep.mapping(tpl.get("metadata"), "spec.template.metadata", METADATA_FIELDS) or {}
-        tpl_labels = _labels(rep, tpl_meta.get("labels"), "spec.template.metadata.labels")
+        tpl_labels = rep.labels(tpl_meta.get("labels"), "spec.template.metadata.labels")
         if kind == "ReplicationController":
             selector_map = rep.string_map(spec.get("selector"), "spec.selector") or dict(tpl_labels)
         else:
