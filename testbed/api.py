@@ -178,8 +178,7 @@ def _apply_manifests(lab: str, parsed: list[manifests.ParsedManifest], say: Call
             applied = manifests.apply(lab, store, parsed, say)
         except manifests.ManifestFileError as exc:
             raise LabError(str(exc)) from None
-        hosts = [records.node_summary(v).name for v in store.list(keys.NODES).values()]
-        policy_agents.wait_enforced(store, hosts, policy_agents.barrier(store))
+        policy_agents.wait_enforced_everywhere(store)
         manifests.wait_serving(lab, store, manifests.workload_namespaces(applied))
     return applied
 
@@ -394,8 +393,7 @@ def add_pod(lab: str, spec: PodSpec) -> PodStatus:
     """Create a pod in a running lab (its address from the lab's IPAM, announced over BGP)."""
     with datastore(lab) as store:
         pod = pods.add_pod(lab, spec, store)
-        hosts = [n.name for n in map(records.node_summary, store.list(keys.NODES).values())]
-        policy_agents.wait_enforced(store, hosts, store.last_write_revision)
+        policy_agents.wait_enforced_everywhere(store, store.last_write_revision)
     return PodStatus(pod.namespace, pod.name, str(pod.ip), pod.host, pod.interface, pod.netns)
 
 

@@ -125,11 +125,9 @@ class Lab:
 
 
 def _enforced(store: object) -> None:
-    from testbed.datastore import keys, records
-    from testbed.runtime.policy_agents import barrier, wait_enforced
+    from testbed.runtime.policy_agents import wait_enforced_everywhere
 
-    hosts = [records.node_summary(v).name for v in store.list(keys.NODES).values()]  # type: ignore[attr-defined]
-    wait_enforced(store, hosts, barrier(store))  # type: ignore[arg-type]
+    wait_enforced_everywhere(store)  # type: ignore[arg-type]
 
 
 def _store(lab: str, manifest: str | Path, namespace: str | None, create_only: bool) -> list[str]:

@@ -53,14 +53,12 @@ def _enforced(store: Any, wait: str) -> None:
     """Block until every host's agent has enforced what was just written (bounded)."""
     if wait != "true":
         return
-    from testbed.datastore import keys, records
-    from testbed.runtime.policy_agents import barrier, wait_enforced
+    from testbed.runtime.policy_agents import wait_enforced_everywhere
 
     if not store.last_write_revision:
         return  # nothing was written
-    hosts = [records.node_summary(v).name for v in store.list(keys.NODES).values()]
     try:
-        wait_enforced(store, hosts, barrier(store))
+        wait_enforced_everywhere(store)
     except TimeoutError as exc:
         _fail(exc)
 
@@ -234,7 +232,7 @@ def get(
     """
     if kind == "all" or "," in kind:
         try:
-            kinds = ALL_KINDS if kind == "all" else tuple((p, PREFIX_OF.get(p, p[:-1])) for p in map(edits.resource, kind.split(",")))
+            kinds = ALL_KINDS if kind == "all" else tuple((p, edits.singular(p)) for p in map(edits.resource, kind.split(",")))
         except ManifestError as exc:
             _fail(exc)
             return
@@ -259,8 +257,7 @@ def get(
             click.echo(json.dumps(doc, indent=4) if fmt == "json" else yaml.safe_dump(doc, sort_keys=False).rstrip())
             return
         if fmt == "name":
-            singular = {"networkpolicies": "networkpolicy.networking.k8s.io", "deployments": "deployment.apps",
-                        "replicasets": "replicaset.apps"}.get(plural, plural[:-1])  # fmt: skip
+            singular = edits.singular(plural)
             for v in values:
                 click.echo(f"{singular}/{v['metadata']['name']}")
             return
@@ -275,11 +272,9 @@ def get(
             _watch(store, plural, scope, name, all_namespaces, wide, request_timeout)
 
 
-ALL_KINDS = (("pods", "pod"), ("services", "service"), ("deployments", "deployment.apps"),
-             ("replicasets", "replicaset.apps"), ("replicationcontrollers", "replicationcontroller"))  # fmt: skip
-
-
-PREFIX_OF = dict(ALL_KINDS) | {"networkpolicies": "networkpolicy.networking.k8s.io", "namespaces": "namespace", "nodes": "node"}
+ALL_KINDS = tuple(
+    (p, edits.singular(p)) for p in ("pods", "services", "deployments", "replicasets", "replicationcontrollers")
+)
 
 
 def _get_all(

@@ -104,9 +104,8 @@ def start_when_ready(lab: str, store: Datastore, plans: list[Any]) -> None:
 
     if not plans:
         return
-    hosts = [records.node_summary(v).name for v in store.list(keys.NODES).values()]
     try:
-        policy_agents.wait_enforced(store, hosts, policy_agents.barrier(store))
+        policy_agents.wait_enforced_everywhere(store)
     except TimeoutError:
         pass  # start anyway: the program retries, and the caller's own wait reports the lag
     for plan in plans:

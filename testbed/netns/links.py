@@ -96,8 +96,10 @@ class NetnsLinks:
         scope: str | None = None,
         blackhole: bool = False,
         proto: int = PROTO_BOOT,
+        replace: bool = False,
     ) -> None:
-        """Add a route; protocol ``boot`` by default, as Calico's CNI plugin and Felix do."""
+        """Add a route; protocol ``boot`` by default, as Calico's CNI plugin and Felix do.
+        ``replace``: overwrite a route to the same destination instead of failing."""
         spec: dict[str, Any] = {"dst": dst, "proto": proto}
         if dev is not None:
             spec["oif"] = self.index(dev)
@@ -107,7 +109,7 @@ class NetnsLinks:
             spec["scope"] = scope
         if blackhole:
             spec["type"] = "blackhole"
-        self._ipr.route("add", **spec)
+        self._ipr.route("replace" if replace else "add", **spec)
 
     def routes(self, proto: int | None = None) -> list[Route]:
         """IPv4 routes of the main table (optionally one protocol's), as `ip route` lists them."""

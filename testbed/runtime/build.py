@@ -21,7 +21,7 @@ from testbed.datastore.base import Datastore
 from testbed.datastore.etcd import EtcdDatastore
 from testbed.netns import etc_files, namespaces, processes
 from testbed.netns.links import PROTO_BIRD, NetnsLinks
-from testbed.runtime import etcd_server, policy_agents, speakers, state
+from testbed.runtime import etcd_server, policy_agents, speakers, state, supervisor
 from testbed.runtime.plan import HostPlan, LabPlan, PodPlan
 from testbed.runtime.teardown import teardown
 
@@ -106,8 +106,6 @@ def build_pod(pod: PodPlan, host: NetnsLinks) -> None:
     """
     namespaces.create(pod.netns)
     host.add_veth(pod.interface, naming.POD_INTERFACE, pod.netns, mac=naming.WORKLOAD_MAC)
-    namespaces.write_sysctls(host.netns, workload_sysctls(pod.interface))
-    host.set_up(pod.interface)
     with NetnsLinks(pod.netns) as p:
         p.set_up("lo")
         p.add_address(naming.POD_INTERFACE, str(pod.ip), 32)
@@ -119,11 +117,20 @@ def build_pod(pod: PodPlan, host: NetnsLinks) -> None:
         # (see neighbour_entries); the host side still answers ARP for it (proxy_arp=1).
         p.add_neighbour(gateway, naming.WORKLOAD_MAC, naming.POD_INTERFACE)
         pod_mac = p.mac(naming.POD_INTERFACE)
-    host.add_route(f"{pod.ip}/32", dev=pod.interface, scope="link")
-    host.add_neighbour(str(pod.ip), pod_mac, pod.interface)
+    plug_workload(host, pod.interface, str(pod.ip), pod_mac)
     # The kubelet's resolv.conf (cluster DNS, the namespace's search list), which
     # `ip netns exec` bind-mounts over /etc/resolv.conf for the pod's programs.
     etc_files.write(pod.netns, "resolv.conf", etc_files.resolv_conf(pod.namespace, str(addressing.CLUSTER_DNS)))
+
+
+def plug_workload(host: NetnsLinks, interface: str, ip: str, mac: str, replace: bool = False) -> None:
+    """The host end of a workload's veth as the CNI plugin and Felix leave it: sysctls, link
+    up, the /32 route and the permanent neighbour. Also used when a pod migrates
+    (``replace``: the host may hold a BGP /32 that pointed at the pod's previous home)."""
+    namespaces.write_sysctls(host.netns, workload_sysctls(interface))
+    host.set_up(interface)
+    host.add_route(f"{ip}/32", dev=interface, scope="link", replace=replace)
+    host.add_neighbour(ip, mac, interface)
 
 
 def start_etcd(plan: LabPlan, lab_state: state.LabState) -> subprocess.Popen[bytes]:
@@ -174,7 +181,7 @@ def start_host_daemons(plan: LabPlan, host: HostPlan, lab_state: state.LabState)
     and follows its records through a watch."""
     if runs_bgp(plan):
         speakers.start_speaker(plan, host, lab_state)
-    policy_agents.start_agent(plan, host, lab_state)
+    policy_agents.start_agent(plan.lab, host.name, lab_state)
 
 
 def wait_bgp(plan: LabPlan, progress: Progress, store: Datastore) -> None:
@@ -210,6 +217,7 @@ def _build(plan: LabPlan, lab_state: state.LabState, progress: Progress) -> None
     etcd = start_etcd(plan, lab_state)
     progress("fabric", 1, 1)
     start_reflector(plan, lab_state)
+    supervisor.ensure(plan.lab, lab_state)  # idle until the lab is up; then keeps its agents alive
     with contextlib.ExitStack() as handles:
         fab = handles.enter_context(NetnsLinks(plan.fabric_netns))
         hosts: dict[str, NetnsLinks] = {}

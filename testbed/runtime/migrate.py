@@ -32,7 +32,7 @@ from testbed import naming
 from testbed.datastore import keys, records
 from testbed.datastore.base import Datastore
 from testbed.netns import namespaces
-from testbed.netns.links import PROTO_BOOT, NetnsLinks, Route
+from testbed.netns.links import NetnsLinks, Route
 from testbed.runtime import build, policy_agents
 from testbed.runtime.pods import PodError, ipam_lock
 
@@ -169,16 +169,10 @@ def _move_interface(source_netns: str, target_netns: str, interface: str, pod_ne
             raise PodError(f"interface {interface} not found on the pod's host ({source_netns})")
         # pyroute2 resolves a netns name to /var/run/netns/NAME itself.
         ipr.link("set", index=found[0], net_ns_fd=target_netns)
-    namespaces.write_sysctls(target_netns, build.workload_sysctls(interface))
     with NetnsLinks(pod_netns) as pod:
         pod_mac = pod.mac(naming.POD_INTERFACE)
     with NetnsLinks(target_netns) as host:
-        host.set_up(interface)
-        index = host.index(interface)
-    with IPRoute(netns=target_netns) as ipr:
-        # replace: the host may hold the BGP /32 that pointed at the pod's previous home.
-        ipr.route("replace", dst=f"{ip}/32", oif=index, scope="link", proto=PROTO_BOOT)
-        ipr.neigh("replace", dst=str(ip), lladdr=pod_mac, ifindex=index, state="permanent")
+        build.plug_workload(host, interface, str(ip), pod_mac, replace=True)
 
 
 def wait_routed(

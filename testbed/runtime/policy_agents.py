@@ -9,12 +9,11 @@ from __future__ import annotations
 import sys
 import time
 
-from testbed import addressing
-from testbed.datastore import keys
+from testbed import addressing, naming
+from testbed.datastore import keys, records
 from testbed.datastore.base import Datastore
 from testbed.netns import processes
 from testbed.runtime import state
-from testbed.runtime.plan import HostPlan, LabPlan
 
 ENFORCE_TIMEOUT = 10.0
 
@@ -24,13 +23,11 @@ def agent_argv(lab: str, host: str) -> list[str]:
     return [sys.executable, "-m", "agents.felix.agent", "--lab", lab, "--host", host, "--etcd", etcd]
 
 
-def start_agent(plan: LabPlan, host: HostPlan, lab_state: state.LabState) -> int:
-    log = state.folder(plan.lab) / "logs" / f"felix-{host.name}.log"
-    proc = processes.spawn(host.netns, agent_argv(plan.lab, host.name), log)
-    state.record_process(lab_state, f"felix {host.name}", host.netns, proc.pid)
-    from testbed.runtime import supervisor  # one per lab, started with the first agent
-
-    supervisor.ensure(plan.lab, lab_state)
+def start_agent(lab: str, host: str, lab_state: state.LabState) -> int:
+    """Spawn and record host ``host``'s agent (at `up`, and when the supervisor restarts it)."""
+    netns = naming.host_netns(lab, host)
+    proc = processes.spawn(netns, agent_argv(lab, host), state.folder(lab) / "logs" / f"felix-{host}.log")
+    state.record_process(lab_state, f"felix {host}", netns, proc.pid)
     return proc.pid
 
 
@@ -64,3 +61,10 @@ def wait_enforced(store: Datastore, hosts: list[str], revision: int, timeout: fl
                 f"(revision {revision}; see logs/felix-<host>.log in the lab's state folder)"
             )
         time.sleep(0.01)
+
+
+def wait_enforced_everywhere(store: Datastore, revision: int | None = None, timeout: float = ENFORCE_TIMEOUT) -> float:
+    """``wait_enforced`` on every host the lab records, up to ``revision`` (None: a fresh
+    barrier, which follows every earlier write); seconds waited."""
+    hosts = [records.node_summary(v).name for v in store.list(keys.NODES).values()]
+    return wait_enforced(store, hosts, barrier(store) if revision is None else revision, timeout)

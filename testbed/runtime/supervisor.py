@@ -118,12 +118,9 @@ def restart(lab: str, name: str) -> int:
 
 
 def _felix(lab: str, host: str, recorded: state.LabState) -> int:
-    from testbed.runtime.policy_agents import agent_argv
+    from testbed.runtime.policy_agents import start_agent
 
-    netns = naming.host_netns(lab, host)
-    proc = processes.spawn(netns, agent_argv(lab, host), state.folder(lab) / "logs" / f"felix-{host}.log")
-    state.record_process(recorded, f"felix {host}", netns, proc.pid)
-    return proc.pid
+    return start_agent(lab, host, recorded)
 
 
 def _bgp(lab: str, host: str, recorded: state.LabState) -> int:

@@ -10,16 +10,13 @@ only inside the lab's namespaces and go with them. Safe to run twice, and after 
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 from testbed import naming
-from testbed.netns import namespaces, processes
+from testbed.netns import etc_files, namespaces, processes
 from testbed.runtime import state
 
-NETNS_ETC = Path("/etc/netns")
-MAX_KILL_ROUNDS = 5  # per-netns files `ip netns exec` bind-mounts (resolv.conf)
+MAX_KILL_ROUNDS = 5  # scans for processes started while the others were being killed
 
 
 @dataclass(frozen=True)
@@ -62,6 +59,8 @@ def teardown(lab: str) -> TeardownReport:
     # Workloads first, then hosts, then the fabric: the order they were built in, reversed.
     for name in sorted(names, key=lambda n: (-n.count("."), n)):
         namespaces.remove(name)
-        shutil.rmtree(NETNS_ETC / name, ignore_errors=True)
+    # By prefix, not by the names above: a folder whose netns is already gone (a `down`
+    # killed between the two) is the lab's too.
+    etc_files.remove_with_prefix(naming.netns_prefix(lab))
     state.release(lab)
     return TeardownReport(lab=lab, namespaces=len(names), processes=len(pids), found=had_folder or bool(names))
