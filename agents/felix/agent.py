@@ -37,7 +37,9 @@ from testbed.model.policy import Endpoint
 LOG = logging.getLogger("agents.felix")
 RESYNC_SECONDS = 10.0  # Felix v3.28 resyncs ipsets every 10 s; we resync everything
 DEBOUNCE_SECONDS = 0.01
-WATCHED = (keys.WORKLOAD_ENDPOINTS, keys.K8S_NAMESPACES, NETWORK_POLICIES, keys.SERVICES, keys.PODS, keys.BARRIER)
+SERVICE_PREFIXES = (keys.SERVICES, keys.PODS)  # kube-proxy's inputs, cached like the view
+CACHED = (*VIEW_PREFIXES, *SERVICE_PREFIXES)  # what a sync may take from memory
+WATCHED = (*CACHED, keys.BARRIER)
 
 # Workload routes, as Felix programs them: main table, scope link, protocol boot (3, Felix's
 # DeviceRouteProtocol default, which `ip route` does not print).
@@ -136,6 +138,8 @@ class Agent:
         self.view = ViewCache()
         self._local: tuple[Endpoint, ...] | None = None
         self._host_ip: object | None = None
+        self._listed: dict[str, list[Any]] = {}  # service prefix -> its stored values, as last listed
+        self._service_text: tuple[str, str] | None = None  # rendered from `_listed`
 
     def sync(self, full: bool = True, relist: bool | None = None) -> None:
         """Render and apply; workload routes and sysctls are checked when the local
@@ -150,11 +154,11 @@ class Agent:
         if self.enforced == 0 and self.store.get(keys.LAB) is None:
             return  # like Felix: no kernel writes before the first complete snapshot
         changed = self.changes.take()
-        reread = set(VIEW_PREFIXES) if (full if relist is None else relist) else set(changed) & set(VIEW_PREFIXES)
-        view = self.view.read(self.store, reread)
+        reread = set(CACHED) if (full if relist is None else relist) else set(changed) & set(CACHED)
+        view = self.view.read(self.store, reread & set(VIEW_PREFIXES))
         rules = render_host(self.host, view.endpoints, view.namespaces, view.policies)
         local = tuple(ep for ep in view.endpoints if ep.host == self.host)
-        nat_text, service_filter = self._service_rules()
+        nat_text, service_filter = self._service_rules(reread)
         wrote = self.dataplane.apply(rules, local, repair_workloads=full or local != self._local, resync=full)
         wrote = self.dataplane.apply_services(nat_text, service_filter, resync=full) or wrote
         self._local = local
@@ -170,15 +174,31 @@ class Agent:
         self.store.put(keys.felix_status(self.host), {"host": self.host, "revision": self.enforced, "updated": time.time()})
 
 
-    def _service_rules(self) -> tuple[str, str]:
+    def _service_rules(self, reread: set[str]) -> tuple[str, str]:
         """kube-proxy's rules for every Service (endpoints: the stored pods of all hosts).
-        NodePorts answer on this host's own address, as kube-proxy's --nodeport-addresses."""
-        services = list(self.store.list(keys.SERVICES).values())
-        pods = list(self.store.list(keys.PODS).values()) if services else []
-        if self._host_ip is None:
-            node = self.store.get(keys.node(self.host))
-            self._host_ip = records.node_summary(node).ip if node else None
-        return desired_rules(services, pods, [str(self._host_ip)] if self._host_ip else [])
+        NodePorts answer on this host's own address, as kube-proxy's --nodeport-addresses.
+
+        Services and pods are listed (and the rules rendered) again only when the watches
+        saw them change, as the view's prefixes: a policy change lists neither (all pods
+        of the lab, on every host). Pods are not listed while there is no Service."""
+        for prefix in SERVICE_PREFIXES:
+            if prefix in reread and self._listed.pop(prefix, None) is not None:
+                self._service_text = None
+        services = self._listing(keys.SERVICES)
+        pods = self._listing(keys.PODS) if services else []
+        if self._host_ip is None and (node := self.store.get(keys.node(self.host))):
+            self._host_ip = records.node_summary(node).ip
+            self._service_text = None
+        if self._service_text is None:
+            self._service_text = desired_rules(services, pods, [str(self._host_ip)] if self._host_ip else [])
+        return self._service_text
+
+    def _listing(self, prefix: str) -> list[Any]:
+        """The prefix's stored values: from memory, or listed now (dropping the rendered rules)."""
+        if prefix not in self._listed:
+            self._listed[prefix] = list(self.store.list(prefix).values())
+            self._service_text = None
+        return self._listed[prefix]
 
 
 def claimable(revision: int, pending: dict[str, int], reread: set[str]) -> int:
@@ -188,7 +208,7 @@ def claimable(revision: int, pending: dict[str, int], reread: set[str]) -> int:
     watch delivered since (``pending``) at or below ``revision`` was missed: report less,
     so that no one waiting for it is told it is enforced (the next sync, which that
     change has already triggered, reports it)."""
-    missed = [first for prefix, first in pending.items() if prefix in VIEW_PREFIXES and prefix not in reread]
+    missed = [first for prefix, first in pending.items() if prefix in CACHED and prefix not in reread]
     return min([revision, *(first - 1 for first in missed)])
 
 

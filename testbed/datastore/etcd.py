@@ -38,17 +38,13 @@ from testbed.datastore.base import (
     encode_value,
     transactions,
 )
-from testbed.datastore.etcd_http import Endpoint, Gateway, GatewayError
+from testbed.datastore.etcd_http import Endpoint, Gateway, GatewayError, b64
 from testbed.datastore.etcd_watch import EtcdWatch
 
 DEFAULT_TIMEOUT = 5.0  # seconds, for every request
 LIST_PAGE = 500  # keys per range request when listing
 
 T = TypeVar("T")
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
 
 
 class EtcdDatastore:
@@ -90,7 +86,7 @@ class EtcdDatastore:
         return self._call(what, lambda: self._gateway.post(path, payload))
 
     def get(self, key: str) -> Value | None:
-        reply = self._post(f"get {key}", "/kv/range", {"key": _b64(key)})
+        reply = self._post(f"get {key}", "/kv/range", {"key": b64(key)})
         items = reply.get("kvs", [])
         return decode_value(key, base64.b64decode(items[0].get("value", ""))) if items else None
 
@@ -101,7 +97,7 @@ class EtcdDatastore:
         result: dict[str, Value] = {}
         revision: int | None = None
         while True:
-            payload: dict[str, Any] = {"key": _b64(start), "range_end": _b64(end), "limit": LIST_PAGE}
+            payload: dict[str, Any] = {"key": b64(start), "range_end": b64(end), "limit": LIST_PAGE}
             if revision is not None:
                 payload["revision"] = revision
             reply = self._post(f"list {prefix or '(all)'}", "/kv/range", payload)
@@ -115,7 +111,7 @@ class EtcdDatastore:
             start = base64.b64decode(items[-1]["key"]).decode() + "\0"
 
     def put(self, key: str, value: Value) -> None:
-        reply = self._post(f"put {key}", "/kv/put", {"key": _b64(key), "value": _b64(encode_value(value))})
+        reply = self._post(f"put {key}", "/kv/put", {"key": b64(key), "value": b64(encode_value(value))})
         self._written(reply)
 
     def _written(self, reply: Mapping[str, Any]) -> None:
@@ -131,28 +127,28 @@ class EtcdDatastore:
         for group in transactions(encoded, self.max_txn_ops, self.max_txn_bytes):
             txn = {
                 "compare": [],
-                "success": [{"request_put": {"key": _b64(k), "value": _b64(v)}} for k, v in group],
+                "success": [{"request_put": {"key": b64(k), "value": b64(v)}} for k, v in group],
                 "failure": [],
             }
             what = f"put_many {group[0][0]} .. {group[-1][0]} ({len(group)} keys)"
             self._written(self._post(what, "/kv/txn", txn))
 
     def delete(self, key: str) -> bool:
-        reply = self._post(f"delete {key}", "/kv/deleterange", {"key": _b64(key)})
+        reply = self._post(f"delete {key}", "/kv/deleterange", {"key": b64(key)})
         if int(reply.get("deleted", 0)):
             self._written(reply)
         return int(reply.get("deleted", 0)) > 0
 
     def delete_prefix(self, prefix: str) -> int:
         check_prefix(prefix)
-        payload = {"key": _b64(prefix), "range_end": _b64(keys.prefix_end(prefix))}
+        payload = {"key": b64(prefix), "range_end": b64(keys.prefix_end(prefix))}
         reply = self._post(f"delete_prefix {prefix}", "/kv/deleterange", payload)
         if int(reply.get("deleted", 0)):
             self._written(reply)
         return int(reply.get("deleted", 0))
 
     def revision(self) -> int:
-        reply = self._post("revision", "/kv/range", {"key": _b64(keys.LAB), "count_only": True})
+        reply = self._post("revision", "/kv/range", {"key": b64(keys.LAB), "count_only": True})
         return int(reply["header"]["revision"])
 
     def healthy(self) -> bool:

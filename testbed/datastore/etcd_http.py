@@ -18,6 +18,7 @@ Watches take a connection of their own (``new_connection``) that is never pooled
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import select
@@ -29,6 +30,11 @@ from typing import Any
 API_PREFIX = "/v3"  # etcd >= 3.4; fixed, so that no discovery request is made
 POOL_SIZE = 4  # idle connections kept per client
 JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def b64(text: str) -> str:
+    """A key or value as the gateway's JSON carries it."""
+    return base64.b64encode(text.encode()).decode()
 
 
 class GatewayError(Exception):

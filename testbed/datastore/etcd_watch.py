@@ -33,15 +33,11 @@ from testbed.datastore.base import (
     WatchEvent,
     decode_value,
 )
-from testbed.datastore.etcd_http import API_PREFIX, JSON_HEADERS, Gateway, GatewayError, error_message, reason
+from testbed.datastore.etcd_http import API_PREFIX, JSON_HEADERS, Gateway, GatewayError, b64, error_message, reason
 
 MAX_MESSAGE = 16 * 1024 * 1024  # a stream buffering more than this without a message is broken
 JOIN_TIMEOUT = 5.0
 READ_SIZE = 64 * 1024
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
 
 
 def decode_event(raw: dict[str, Any]) -> WatchEvent:
@@ -116,7 +112,7 @@ class EtcdWatch:
         self._thread: threading.Thread | None = None
 
     def start(self) -> Callable[[], None]:
-        request: dict[str, Any] = {"key": _b64(self._prefix or "\0"), "range_end": _b64(keys.prefix_end(self._prefix))}
+        request: dict[str, Any] = {"key": b64(self._prefix or "\0"), "range_end": b64(keys.prefix_end(self._prefix))}
         if self._start_revision is not None:
             request["start_revision"] = self._start_revision
         body = json.dumps({"create_request": request}).encode()

@@ -583,6 +583,54 @@ def test_agent_policy_change_rereads_policies_only_and_never_reads_the_kernel_ba
     assert "iptables-legacy-save" in [c.argv[0] for c in runner.calls]
 
 
+def service_value(port: int) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "demo"},
+        "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.2", "clusterIPs": ["10.96.0.2"], "selector": {"app": "web"},
+                 "ports": [{"name": "", "port": port, "targetPort": 80, "protocol": "TCP"}]},
+    }  # fmt: skip
+
+
+def pod_value(name: str, ip: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "demo", "labels": {"app": "web"}},
+            "spec": {"nodeName": "host1", "containers": [{"name": "c", "image": "agnhost"}]},
+            "status": {"phase": "Running", "podIP": ip}}  # fmt: skip
+
+
+def test_services_and_pods_are_listed_only_when_their_watches_saw_a_change():
+    store = cluster()
+    store.put(keys.service("demo", "web"), service_value(8080))
+    store.put(keys.pod("demo", "a"), pod_value("a", "10.65.0.1"))
+    runner = FakeRunner()
+    agent = Agent(store, "host1", NoWorkloads(runner))
+    agent.sync(full=True)
+    assert keys.SERVICES in store.listed and keys.PODS in store.listed
+    # A policy change: kube-proxy's inputs come from memory, no nat rules are written.
+    store.put(NETWORK_POLICIES + "demo/web", policy_value(81))
+    agent.changes.note(NETWORK_POLICIES, store.last_write_revision)
+    store.listed.clear()
+    runner.calls.clear()
+    agent.sync(full=False)
+    assert keys.SERVICES not in store.listed and keys.PODS not in store.listed
+    assert not [c for c in runner.calls if (c.input or "").startswith("*nat")]
+    # A new endpoint pod: only the pods are listed again, and the nat rules follow it.
+    store.put(keys.pod("demo", "b"), pod_value("b", "10.65.0.2"))
+    written = store.last_write_revision
+    agent.changes.note(keys.PODS, written)
+    store.listed.clear()
+    runner.calls.clear()
+    agent.sync(full=False)
+    assert keys.PODS in store.listed and keys.SERVICES not in store.listed
+    nat_writes = [c.input for c in runner.calls if (c.input or "").startswith("*nat")]
+    assert len(nat_writes) == 1 and "10.65.0.2:80" in nat_writes[0]
+    assert agent.enforced == written
+
+
+def test_claimable_holds_back_a_pod_change_a_cached_sync_missed():
+    assert claimable(10, {keys.PODS: 8}, set()) == 7
+    assert claimable(10, {keys.SERVICES: 9}, {keys.SERVICES}) == 10
+
+
 def test_run_loop_notes_what_the_watches_saw_and_reports_it_enforced():
     import queue
     import threading
