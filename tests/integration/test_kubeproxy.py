@@ -24,9 +24,9 @@ from agents.felix.render.rules import Chain, Rule
 from agents.kubeproxy import KubeProxyTables, desired_rules
 from agents.kubeproxy.render import endpoint_chain, service_chain
 from testbed.kube.services import ContainerPort, PodInfo, Service, ServicePort
-from tests.integration.labs import REPO, RootSnapshot, in_netns, unique
+from tests.integration.labs import REPO, in_netns, unique
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("root_unchanged")]
 
 _counter = itertools.count()
 CLUSTER_IP, NODE_PORT = "10.96.0.5", 30080
@@ -57,13 +57,6 @@ class Pair:
 
 def run(*argv: str) -> None:
     subprocess.run(list(argv), check=True, timeout=30, capture_output=True)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def root_untouched() -> Iterator[None]:
-    before = RootSnapshot.take()
-    yield
-    assert RootSnapshot.take() == before, "the root namespace changed"
 
 
 @pytest.fixture

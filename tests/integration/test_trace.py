@@ -13,20 +13,12 @@ from pathlib import Path
 import pytest
 
 from testbed.pytest_plugin import Lab, LabFactory
-from tests.integration.labs import REPO, RootSnapshot, status_json, testbed
+from tests.integration.labs import REPO, status_json, testbed
 
 pytest_plugins = ("testbed.pytest_plugin",)  # also loaded through its pytest11 entry point
 pytestmark = pytest.mark.root
 
 POLICIES = Path(REPO) / "tests" / "data" / "policies"
-
-
-@pytest.fixture(scope="module")
-def root_unchanged() -> Iterator[None]:
-    """Set up before the lab, torn down after it: the root netns must be as before."""
-    before = RootSnapshot.take()
-    yield
-    assert RootSnapshot.take() == before
 
 
 @pytest.fixture(scope="module")

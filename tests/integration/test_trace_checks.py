@@ -12,13 +12,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from testbed.pytest_plugin import Lab, LabFactory
 from testbed.trace.model import TraceResult
-from tests.integration.labs import REPO, RootSnapshot, testbed
+from tests.integration.labs import REPO, testbed
 
 pytest_plugins = ("testbed.pytest_plugin",)  # also loaded through its pytest11 entry point
 pytestmark = pytest.mark.root
@@ -26,14 +24,6 @@ pytestmark = pytest.mark.root
 STARS = REPO / "topologies" / "stars"
 POLICIES = REPO / "tests" / "data" / "policies"
 MODEL_PODS = [f"{ns}/{pod}" for ns in "xyz" for pod in "abc"]
-
-
-@pytest.fixture(scope="module")
-def root_unchanged() -> Iterator[None]:
-    """Set up before the labs, torn down after them: the root netns must be as before."""
-    before = RootSnapshot.take()
-    yield
-    assert RootSnapshot.take() == before
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
@@ -98,10 +99,10 @@ def short_dir() -> Iterator[Path]:
         yield Path(name)
 
 
-@pytest.fixture
-def gateway(short_dir: Path) -> Iterator[Path]:
-    path = short_dir / "etcd.sock:2379"
-    server = UnixHTTPServer(str(path), FakeGateway)
+@contextmanager
+def serving(path: Path, handler: type[BaseHTTPRequestHandler]) -> Iterator[Path]:
+    """``handler`` answering on the unix socket ``path`` for the duration."""
+    server = UnixHTTPServer(str(path), handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
@@ -109,6 +110,12 @@ def gateway(short_dir: Path) -> Iterator[Path]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def gateway(short_dir: Path) -> Iterator[Path]:
+    with serving(short_dir / "etcd.sock:2379", FakeGateway) as path:
+        yield path
 
 
 def test_requests_go_through_the_unix_socket(gateway: Path) -> None:
@@ -183,16 +190,9 @@ class KeepAliveGateway(FakeGateway):
 
 @pytest.fixture
 def keepalive(short_dir: Path) -> Iterator[Path]:
-    path = short_dir / "etcd.sock:2379"
     KeepAliveGateway.connections = []
-    server = UnixHTTPServer(str(path), KeepAliveGateway)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serving(short_dir / "etcd.sock:2379", KeepAliveGateway) as path:
         yield path
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_one_connection_serves_many_requests(keepalive: Path) -> None:
