@@ -7,7 +7,7 @@ equal bytes (diffs and golden files stay stable). Keys are the paths of ``keys.p
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -35,6 +35,14 @@ class WatchEvent:
     kind: Literal["put", "delete"]
     key: str
     value: Value | None
+    revision: int
+
+
+@dataclass(frozen=True)
+class Versioned:
+    """A value with the revision that last changed it (etcd's ``mod_revision``)."""
+
+    value: Value
     revision: int
 
 
@@ -76,6 +84,28 @@ class Datastore(Protocol):
 
     def delete(self, key: str) -> bool:
         """Remove ``key``; True if it existed."""
+        ...
+
+    def get_versioned(self, key: str) -> Versioned | None:
+        """The value under ``key`` and the revision that last changed it, or None."""
+        ...
+
+    def list_versioned(self, prefix: str) -> tuple[dict[str, Versioned], int]:
+        """Every key under ``prefix`` with its value and revision, and the store revision
+        the listing was read at (watch from it + 1 to miss nothing)."""
+        ...
+
+    def commit(
+        self,
+        puts: Mapping[str, Value],
+        deletes: Sequence[str] = (),
+        expect: Mapping[str, int] | None = None,
+    ) -> bool:
+        """One atomic transaction: the puts and deletes happen only if every key in
+        ``expect`` still has that revision (0: the key must not exist). False (and nothing
+        written) otherwise. This is how two writers can never both create or both update
+        from the same read (optimistic concurrency, as the API server's
+        GuaranteedUpdate). At most MAX_TXN_OPS operations."""
         ...
 
     def delete_prefix(self, prefix: str) -> int:
@@ -133,6 +163,25 @@ def decode_value(key: str, raw: bytes | str) -> Value:
     if not isinstance(value, dict):
         raise DatastoreError(f"{key}: stored value is not a JSON object")
     return value
+
+
+def put_if(store: Datastore, key: str, value: Value, revision: int) -> bool:
+    """Write ``key`` only if its revision is still ``revision`` (0: only if absent)."""
+    return store.commit({key: value}, expect={key: revision})
+
+
+def delete_if(store: Datastore, key: str, revision: int) -> bool:
+    """Remove ``key`` only if its revision is still ``revision``."""
+    return store.commit({}, [key], expect={key: revision})
+
+
+def check_commit(puts: Mapping[str, Any], deletes: Sequence[str], expect: Mapping[str, int] | None) -> None:
+    """A transaction etcd would take: within its size, no key both written and deleted."""
+    if len(puts) + len(deletes) + len(expect or {}) > MAX_TXN_OPS:
+        raise ValueError(f"a transaction holds at most {MAX_TXN_OPS} operations")
+    both = set(puts) & set(deletes)
+    if both:
+        raise ValueError(f"a transaction cannot both write and delete {sorted(both)[0]}")
 
 
 def check_prefix(prefix: str) -> None:

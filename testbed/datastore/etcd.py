@@ -19,7 +19,7 @@ events, only on DELETE ones).
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -31,8 +31,10 @@ from testbed.datastore.base import (
     Cancel,
     DatastoreError,
     Value,
+    Versioned,
     WatchCallback,
     WatchErrorCallback,
+    check_commit,
     check_prefix,
     decode_value,
     encode_value,
@@ -90,11 +92,21 @@ class EtcdDatastore:
         items = reply.get("kvs", [])
         return decode_value(key, base64.b64decode(items[0].get("value", ""))) if items else None
 
+    def get_versioned(self, key: str) -> Versioned | None:
+        reply = self._post(f"get {key}", "/kv/range", {"key": b64(key)})
+        items = reply.get("kvs", [])
+        if not items:
+            return None
+        return Versioned(decode_value(key, base64.b64decode(items[0].get("value", ""))), int(items[0]["mod_revision"]))
+
     def list(self, prefix: str) -> dict[str, Value]:
+        return {k: v.value for k, v in self.list_versioned(prefix)[0].items()}
+
+    def list_versioned(self, prefix: str) -> tuple[dict[str, Versioned], int]:
         """Pages of LIST_PAGE keys, all at the revision of the first page."""
         end = keys.prefix_end(prefix)
         start = prefix or "\0"
-        result: dict[str, Value] = {}
+        result: dict[str, Versioned] = {}
         revision: int | None = None
         while True:
             payload: dict[str, Any] = {"key": b64(start), "range_end": b64(end), "limit": LIST_PAGE}
@@ -105,9 +117,10 @@ class EtcdDatastore:
             items = reply.get("kvs", [])
             for item in items:
                 key = base64.b64decode(item["key"]).decode()
-                result[key] = decode_value(key, base64.b64decode(item.get("value", "")))
+                value = decode_value(key, base64.b64decode(item.get("value", "")))
+                result[key] = Versioned(value, int(item.get("mod_revision", 0)))
             if not reply.get("more") or not items:
-                return result
+                return result, revision or 0
             start = base64.b64decode(items[-1]["key"]).decode() + "\0"
 
     def put(self, key: str, value: Value) -> None:
@@ -132,6 +145,33 @@ class EtcdDatastore:
             }
             what = f"put_many {group[0][0]} .. {group[-1][0]} ({len(group)} keys)"
             self._written(self._post(what, "/kv/txn", txn))
+
+    def commit(
+        self,
+        puts: Mapping[str, Value],
+        deletes: Sequence[str] = (),
+        expect: Mapping[str, int] | None = None,
+    ) -> bool:
+        """etcd's Txn: compare each key's mod_revision (0 for a missing key), then the ops."""
+        check_commit(puts, deletes, expect)
+        txn = {
+            "compare": [
+                {"key": b64(k), "target": "MOD", "result": "EQUAL", "mod_revision": str(r)}
+                for k, r in sorted((expect or {}).items())
+            ],
+            "success": [
+                *({"request_put": {"key": b64(k), "value": b64(encode_value(v))}} for k, v in sorted(puts.items())),
+                *({"request_delete_range": {"key": b64(k)}} for k in sorted(deletes)),
+            ],
+            "failure": [],
+        }
+        first = next(iter(sorted([*puts, *deletes])), "(nothing)")
+        reply = self._post(f"commit {first} ({len(puts)} puts, {len(deletes)} deletes)", "/kv/txn", txn)
+        if not reply.get("succeeded"):
+            return False
+        if puts or any(int(r.get("response_delete_range", {}).get("deleted", 0)) for r in reply.get("responses", [])):
+            self._written(reply)
+        return True
 
     def delete(self, key: str) -> bool:
         reply = self._post(f"delete {key}", "/kv/deleterange", {"key": b64(key)})

@@ -18,9 +18,11 @@ from testbed.datastore.base import (
     Cancel,
     DatastoreError,
     Value,
+    Versioned,
     WatchCallback,
     WatchErrorCallback,
     WatchEvent,
+    check_commit,
     check_prefix,
     decode_value,
     encode_value,
@@ -45,6 +47,7 @@ class MemoryDatastore:
 
     def __init__(self, max_txn_ops: int = MAX_TXN_OPS, max_txn_bytes: int = MAX_TXN_BYTES) -> None:
         self._data: dict[str, str] = {}
+        self._mod: dict[str, int] = {}  # key -> the revision that last wrote it
         self._revision = 1
         self.last_write_revision = 0  # the revision of the latest write (as etcd's replies say)
         self._closed = False
@@ -81,6 +84,7 @@ class MemoryDatastore:
             self._check_open()
             self._data[key] = encoded
             self._revision += 1
+            self._mod[key] = self._revision
             self.last_write_revision = self._revision
             events = [self._record("put", key, encoded)]
         self._notify(events)
@@ -93,6 +97,7 @@ class MemoryDatastore:
             for group in transactions(encoded, self.max_txn_ops, self.max_txn_bytes):
                 self._data.update(group)
                 self._revision += 1
+                self._mod.update((k, self._revision) for k, _ in group)
                 self.last_write_revision = self._revision
                 self.transactions += 1
                 events += [self._record("put", k, v) for k, v in group]
@@ -104,6 +109,7 @@ class MemoryDatastore:
             if key not in self._data:
                 return False
             del self._data[key]
+            self._mod.pop(key, None)
             self._revision += 1
             self.last_write_revision = self._revision
             events = [self._record("delete", key, None)]
@@ -117,12 +123,55 @@ class MemoryDatastore:
             doomed = [k for k in self._data if k.startswith(prefix)]
             for key in doomed:
                 del self._data[key]
+                self._mod.pop(key, None)
             if doomed:
                 self._revision += 1
                 self.last_write_revision = self._revision
             events = [self._record("delete", key, None) for key in sorted(doomed)]
         self._notify(events)
         return len(doomed)
+
+    def get_versioned(self, key: str) -> Versioned | None:
+        with self._lock:
+            self._check_open()
+            raw, revision = self._data.get(key), self._mod.get(key, 0)
+        return None if raw is None else Versioned(decode_value(key, raw), revision)
+
+    def list_versioned(self, prefix: str) -> tuple[dict[str, Versioned], int]:
+        with self._lock:
+            self._check_open()
+            items = sorted((k, v, self._mod.get(k, 0)) for k, v in self._data.items() if k.startswith(prefix))
+            revision = self._revision
+        return {k: Versioned(decode_value(k, v), r) for k, v, r in items}, revision
+
+    def commit(
+        self,
+        puts: Mapping[str, Value],
+        deletes: Sequence[str] = (),
+        expect: Mapping[str, int] | None = None,
+    ) -> bool:
+        check_commit(puts, deletes, expect)
+        encoded = {k: encode_value(v) for k, v in puts.items()}
+        with self._lock:
+            self._check_open()
+            if any(self._mod.get(k, 0) != r for k, r in (expect or {}).items()):
+                return False
+            doomed = sorted(k for k in deletes if k in self._data)
+            if not encoded and not doomed:
+                return True
+            self._revision += 1
+            self.last_write_revision = self._revision
+            events = []
+            for key, value in sorted(encoded.items()):
+                self._data[key] = value
+                self._mod[key] = self._revision
+                events.append(self._record("put", key, value))
+            for key in doomed:
+                del self._data[key]
+                self._mod.pop(key, None)
+                events.append(self._record("delete", key, None))
+        self._notify(events)
+        return True
 
     def revision(self) -> int:
         with self._lock:

@@ -24,6 +24,7 @@ from testbed.datastore.etcd import EtcdDatastore
 from testbed.model.topology import HostSpec, NamespaceSpec, PodSpec, Topology
 from testbed.runtime import etcd_server
 from testbed.runtime.plan import plan_lab
+from tests import datastore_contract as contract
 
 pytestmark = pytest.mark.skipif(
     not Path(etcd_server.ETCD_BINARY).exists(), reason=f"{etcd_server.ETCD_BINARY} is not installed"
@@ -208,3 +209,8 @@ def test_a_stale_socket_stops_etcd_until_cleared() -> None:
                 process.kill()
                 process.wait()
         shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.mark.parametrize("check", contract.CHECKS, ids=lambda c: c.__name__)
+def test_conditional_writes(store: EtcdDatastore, check) -> None:
+    check(store)

@@ -6,6 +6,7 @@ import pytest
 
 from testbed.datastore import Datastore, DatastoreError, MemoryDatastore
 from testbed.datastore.base import decode_value, encode_value, transactions
+from tests import datastore_contract as contract
 
 
 def test_it_is_a_datastore() -> None:
@@ -90,3 +91,8 @@ def test_transactions_respect_ops_and_bytes() -> None:
     assert [len(g) for g in transactions(items, max_ops=4)] == [4, 4, 2]
     assert [len(g) for g in transactions(items, max_ops=100, max_bytes=35)] == [2, 2, 2, 2, 2]
     assert list(transactions({}, max_ops=4)) == []
+
+
+@pytest.mark.parametrize("check", contract.CHECKS, ids=lambda c: c.__name__)
+def test_conditional_writes(check) -> None:
+    check(MemoryDatastore())
