@@ -32,6 +32,9 @@ SERVICES = REGISTRY + "services/specs/"  # <ns>/<name>: Kubernetes Service
 DEPLOYMENTS = REGISTRY + "deployments/"  # <ns>/<name>
 REPLICASETS = REGISTRY + "replicasets/"  # <ns>/<name>
 CONTROLLERS = REGISTRY + "controllers/"  # <ns>/<name>: ReplicationController
+DAEMONSETS = REGISTRY + "daemonsets/"  # <ns>/<name>
+K8S_NODES = REGISTRY + "minions/"  # <host>: Kubernetes Node (v1), written by the kubelet
+LEASES = REGISTRY + "leases/"  # kube-node-lease/<host>: the kubelet's heartbeat
 OTHER_OBJECTS = REGISTRY + "other/"  # <kind plural>.<group>/<ns or _cluster>/<name>: stored only
 
 # The testbed's own record of the lab (name, topology, source, options, created).
@@ -43,6 +46,7 @@ FELIX_STATUS = TESTBED + "felix/"  # <host>: the etcd revision its policy agent 
 # command whose own last write was to a key no agent watches (an IPAM handle, a profile,
 # a ClusterRole) still gets a sync that reports a revision at or past its writes.
 BARRIER = TESTBED + "barrier"
+CONTROLLER_MANAGER = TESTBED + "controllers"  # the controller manager's own status
 
 # Names Calico gives the profiles it derives from Kubernetes objects.
 NAMESPACE_PROFILE_PREFIX = "kns."
@@ -194,6 +198,31 @@ def service(namespace: str, name: str) -> str:
 
 def services_in(namespace: str) -> str:
     return f"{SERVICES}{namespace}/"
+
+
+def namespaced(prefix: str, namespace: str, name: str) -> str:
+    """``<prefix><namespace>/<name>``: the key of a namespaced object under its kind's prefix."""
+    return f"{prefix}{namespace}/{name}"
+
+
+def split_namespaced(key: str, prefix: str) -> tuple[str, str]:
+    """``<prefix><namespace>/<name>`` -> (namespace, name); KeyFormatError otherwise."""
+    namespace, sep, name = key[len(prefix) :].partition("/") if key.startswith(prefix) else ("", "", "")
+    if not sep or not namespace or not name or "/" in name:
+        raise KeyFormatError(f"{key!r} is not a key under {prefix}<namespace>/<name>")
+    return namespace, name
+
+
+def daemonset(namespace: str, name: str) -> str:
+    return f"{DAEMONSETS}{namespace}/{name}"
+
+
+def k8s_node(host: str) -> str:
+    return K8S_NODES + host
+
+
+def node_lease(host: str) -> str:
+    return f"{LEASES}kube-node-lease/{host}"
 
 
 def name_of(key: str) -> str:

@@ -207,10 +207,17 @@ def parse_workload(obj: Mapping[str, Any], default_namespace: str = "default") -
     return Workload(kind, namespace, name, replicas, selector, template, manifest)
 
 
-def template_hash(template: PodTemplate) -> str:
-    """A stable 10-character hash of a pod template, as Deployments label their ReplicaSets."""
-    digest = hashlib.sha256(json.dumps([template.labels, template.image, template.command,
-                                        [(p.name, p.protocol, p.port) for p in template.ports]]).encode()).digest()
+def template_hash(template: Mapping[str, Any]) -> str:
+    """A stable 10-character hash of a stored pod template (``spec.template``), as
+    Deployments label their ReplicaSets and DaemonSets their pods: the canonical JSON of
+    the whole template (any pod-template-hash label left out), so that any change to it
+    (labels, containers, probes, restartPolicy) makes a new one. The one copy: the
+    controllers (``testbed.controllers``) and the CLI both name ReplicaSets with it."""
+    template = json.loads(json.dumps(template))
+    labels = (template.get("metadata") or {}).get("labels")
+    if isinstance(labels, dict):
+        labels.pop(TEMPLATE_HASH_LABEL, None)
+    digest = hashlib.sha256(json.dumps(template, sort_keys=True, separators=(",", ":")).encode()).digest()
     value = int.from_bytes(digest[:8], "big")
     chars = []
     for _ in range(10):
@@ -221,7 +228,7 @@ def template_hash(template: PodTemplate) -> str:
 
 def replica_set_of(deployment: Workload) -> Workload:
     """The ReplicaSet a Deployment owns for its current template (with the hash label)."""
-    digest = template_hash(deployment.template)
+    digest = template_hash(deployment.manifest.get("spec", {}).get("template", {}))
     labels = tuple(sorted({**deployment.template.label_dict, TEMPLATE_HASH_LABEL: digest}.items()))
     template = PodTemplate(labels, deployment.template.image, deployment.template.command, deployment.template.ports)
     name = f"{deployment.name}-{digest}"

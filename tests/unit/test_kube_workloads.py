@@ -65,12 +65,13 @@ def test_wrong_api_version_is_refused() -> None:
 def test_replica_set_of_a_deployment_carries_the_template_hash() -> None:
     w = workloads.parse_workload(deployment())
     rs = workloads.replica_set_of(w)
-    digest = workloads.template_hash(w.template)
+    digest = workloads.template_hash(w.manifest["spec"]["template"])
     assert rs.name == f"nginx-{digest}" and len(digest) == 10
     assert dict(rs.template.labels) == {"run": "nginx", "pod-template-hash": digest}
     assert rs.manifest["metadata"]["ownerReferences"][0]["name"] == "nginx"
     changed = workloads.parse_workload(deployment(template={"metadata": {"labels": {"run": "nginx"}}, "spec": {"containers": [{"name": "n", "image": "busybox"}]}}))
-    assert workloads.template_hash(changed.template) != digest
+    assert workloads.template_hash(changed.manifest["spec"]["template"]) != digest
+    assert workloads.template_hash(rs.manifest["spec"]["template"]) == digest  # its own label left out
 
 
 def test_pod_names_and_replica_plans() -> None:
