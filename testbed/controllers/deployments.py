@@ -1,0 +1,480 @@
+"""The Deployment controller: one ReplicaSet per pod template, rolled as the strategy says.
+
+The ReplicaSet of the current template is ``<deployment>-<template hash>`` (label and
+selector ``pod-template-hash``); the others are old. RollingUpdate scales the new one up
+while the pods of all of them stay within ``replicas + maxSurge``, and the old ones down
+while at least ``replicas - maxUnavailable`` pods stay available (Kubernetes' rolling.go
+arithmetic; surge rounds up, unavailable down). Recreate scales every old one to 0 and
+waits until their pods are gone before the new one gets any. Old ReplicaSets at 0 are
+kept up to ``revisionHistoryLimit``; the new one carries annotation
+``deployment.kubernetes.io/revision`` (max of the old ones + 1), and so does the
+Deployment.
+
+Each pass makes at most one write, then reads again. Every write to a ReplicaSet also
+rewrites the Deployment expecting the revision it was read at: two controller managers,
+or a client changing the template in between, make the write fail instead of acting on
+a stale Deployment (the pass re-reads).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import threading
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from testbed.controllers import objects as obj
+from testbed.datastore import keys, records
+from testbed.datastore.base import Datastore, Value, Versioned, WatchEvent, delete_if
+from testbed.kube.workloads import TEMPLATE_HASH_LABEL, template_hash
+
+LOG = logging.getLogger("testbed.controllers.deployments")
+REVISION = "deployment.kubernetes.io/revision"
+DEFAULT_HISTORY = 10
+DEFAULT_DEADLINE = 600  # spec.progressDeadlineSeconds
+DEFAULT_SURGE = DEFAULT_UNAVAILABLE = "25%"
+
+
+def scaled(value: object, total: int, round_up: bool, default: str) -> int:
+    """An IntOrString of a rolling update (``2`` or ``"25%"``) as a number of pods."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return max(value, 0)
+    text = value if isinstance(value, str) else default
+    if not text.endswith("%") or not text[:-1].isdigit():
+        text = default
+    exact = int(text[:-1]) * total / 100
+    return math.ceil(exact) if round_up else math.floor(exact)
+
+
+def rolling_limits(deployment: Mapping[str, Any]) -> tuple[int, int]:
+    """(maxSurge, maxUnavailable) in pods; both 0 is not allowed: unavailable becomes 1."""
+    replicas = obj.int_field(obj.spec(deployment), "replicas", 1)
+    if strategy_of(deployment) != "RollingUpdate":
+        return 0, 0
+    rolling = (obj.spec(deployment).get("strategy") or {}).get("rollingUpdate") or {}
+    surge = scaled(rolling.get("maxSurge"), replicas, True, DEFAULT_SURGE)
+    unavailable = scaled(rolling.get("maxUnavailable"), replicas, False, DEFAULT_UNAVAILABLE)
+    if surge == 0 and unavailable == 0:
+        unavailable = 1
+    return surge, min(unavailable, replicas)
+
+
+def strategy_of(deployment: Mapping[str, Any]) -> str:
+    kind = (obj.spec(deployment).get("strategy") or {}).get("type")
+    return "Recreate" if kind == "Recreate" else "RollingUpdate"
+
+
+def revision_of(rs: Mapping[str, Any]) -> int:
+    text = (obj.metadata(rs).get("annotations") or {}).get(REVISION, "0")
+    return int(text) if isinstance(text, str) and text.isdigit() else 0
+
+
+def _replicas(rs: Mapping[str, Any]) -> int:
+    return obj.int_field(obj.spec(rs), "replicas", 1)
+
+
+def _pods(rs: Mapping[str, Any]) -> int:
+    """Pods an RS may have: its target, or more while it has not deleted the extra ones."""
+    return max(_replicas(rs), obj.int_field(obj.status(rs), "replicas", 0))
+
+
+def _available(rs: Mapping[str, Any]) -> int:
+    """Available pods, never more than the RS keeps (a scaled-down one is about to lose some)."""
+    return min(obj.int_field(obj.status(rs), "availableReplicas", 0), _replicas(rs))
+
+
+def _oldest_first(olds: Iterable[Versioned]) -> list[Versioned]:
+    return sorted(olds, key=lambda v: (revision_of(v.value), obj.metadata(v.value).get("creationTimestamp", ""), obj.metadata(v.value).get("name", "")))
+
+
+def new_rs_target(replicas: int, surge: int, new: Mapping[str, Any], everything: Iterable[Mapping[str, Any]]) -> int:
+    """How many replicas the new RS may have now (rolling.go NewRSNewReplicas)."""
+    current = _replicas(new)
+    if current >= replicas:
+        return replicas
+    room = replicas + surge - sum(_pods(rs) for rs in everything)
+    return current + max(0, min(room, replicas - current))
+
+
+def old_scale_down(
+    replicas: int, unavailable: int, new: Mapping[str, Any] | None, olds: list[Versioned]
+) -> dict[str, int]:
+    """Old RS key -> its new replicas (rolling.go reconcileOldReplicaSets): first the old
+    pods that are not available anyway, then available ones while enough stay available."""
+    everything = [v.value for v in olds] + ([new] if new is not None else [])
+    if sum(_replicas(v.value) for v in olds) == 0:
+        return {}
+    min_available = replicas - unavailable
+    new_unavailable = (_replicas(new) - _available(new)) if new is not None else 0
+    budget = sum(_replicas(rs) for rs in everything) - min_available - new_unavailable
+    if budget <= 0:
+        return {}
+    targets = {v.value["metadata"]["name"]: _replicas(v.value) for v in olds}
+    for v in _oldest_first(olds):  # cleanupUnhealthyReplicas
+        name = v.value["metadata"]["name"]
+        unhealthy = targets[name] - _available(v.value)
+        cut = min(max(unhealthy, 0), budget)
+        targets[name] -= cut
+        budget -= cut
+        if budget <= 0:
+            break
+    available = sum(min(_available(v.value), targets[v.value["metadata"]["name"]]) for v in olds)
+    available += _available(new) if new is not None else 0
+    spare = available - min_available
+    for v in _oldest_first(olds):  # scaleDownOldReplicaSetsForRollingUpdate
+        if spare <= 0:
+            break
+        name = v.value["metadata"]["name"]
+        cut = min(targets[name], spare)
+        targets[name] -= cut
+        spare -= cut
+    by_name = {v.value["metadata"]["name"]: v for v in olds}
+    return {
+        keys.namespaced(keys.REPLICASETS, by_name[n].value["metadata"].get("namespace", ""), n): t
+        for n, t in targets.items() if t != _replicas(by_name[n].value)
+    }  # fmt: skip
+
+
+@dataclass
+class _Rollout:
+    """What one reconcile did (across its passes), for the Progressing condition."""
+
+    created: str | None = None
+    acted: bool = False
+    logs: list[str] = field(default_factory=list)
+
+
+class DeploymentController:
+    name = "deployment"
+    prefixes = (keys.DEPLOYMENTS, keys.REPLICASETS, keys.PODS)
+
+    def __init__(self) -> None:
+        self._owner_of: dict[str, str] = {}  # RS key -> Deployment key (RS deletes carry no value)
+        self._lock = threading.Lock()
+
+    def keys_for(self, event: WatchEvent) -> Iterable[str]:
+        if event.key.startswith(keys.DEPLOYMENTS):
+            return [event.key]
+        try:
+            prefix = keys.REPLICASETS if event.key.startswith(keys.REPLICASETS) else keys.PODS
+            namespace, name = keys.split_namespaced(event.key, prefix)
+        except keys.KeyFormatError:
+            return []
+        if prefix == keys.PODS:  # a pod gone: a Recreate may be waiting for it
+            if event.kind != "delete":
+                return []
+            return [keys.namespaced(keys.DEPLOYMENTS, namespace, name.rsplit("-", 2)[0])] if name.count("-") >= 2 else []
+        ref = obj.controller_of(event.value) if event.value is not None else None
+        owner = (
+            keys.namespaced(keys.DEPLOYMENTS, namespace, str(ref.get("name")))
+            if ref is not None and ref.get("kind") == "Deployment" else None
+        )  # fmt: skip
+        with self._lock:
+            before = self._owner_of.pop(event.key, None)
+            if owner is not None and event.kind == "put":
+                self._owner_of[event.key] = owner
+        found = {k for k in (before, owner) if k is not None}
+        if event.kind == "delete" and not found:
+            found.add(keys.namespaced(keys.DEPLOYMENTS, namespace, name.rsplit("-", 1)[0]))
+        if event.kind == "put" and not found and event.value is not None and obj.controller_of(event.value) is None:
+            found.add(keys.namespaced(keys.DEPLOYMENTS, namespace, name.rsplit("-", 1)[0]))  # an orphan to adopt?
+        return sorted(found)
+
+    def resync_keys(self, store: Datastore) -> Iterable[str]:
+        return sorted(store.list_versioned(keys.DEPLOYMENTS)[0])
+
+    def reconcile(self, store: Datastore, key: str, now: float) -> float | None:
+        rollout = _Rollout()
+        try:
+            for _ in range(obj.MAX_PASSES):
+                done, after = self._pass(store, key, now, rollout)
+                if done:
+                    return after
+            return 0.5
+        finally:
+            for line in rollout.logs:
+                LOG.info("%s", line)
+
+    # --- one pass -------------------------------------------------------------------------
+
+    def _pass(self, store: Datastore, key: str, now: float, rollout: _Rollout) -> tuple[bool, float | None]:
+        current = store.get_versioned(key)
+        if current is None:
+            return True, None  # its ReplicaSets are the garbage collector's
+        d = current.value
+        uid = obj.uid_of(d)
+        try:
+            namespace, name = keys.split_namespaced(key, keys.DEPLOYMENTS)
+        except keys.KeyFormatError:
+            return True, None
+        if uid is None or obj.is_terminating(d):
+            return True, None
+        where = f"deployment {namespace}/{name}"
+        listed, _ = store.list_versioned(f"{keys.REPLICASETS}{namespace}/")
+        selector = obj.spec(d).get("selector")
+        for rs_key, rs in sorted(listed.items()):
+            if obj.controller_of(rs.value) is None and obj.selector_matches(selector if isinstance(selector, dict) else None, obj.labels_of(rs.value)):
+                adopted = obj.adopted(rs.value, obj.owner_reference(d, "Deployment", "apps/v1"))
+                if self._write(store, current, {rs_key: adopted}, {rs_key: rs.revision}):
+                    rollout.logs.append(f"adopted replicaset {namespace}/{keys.name_of(rs_key)} for {where}")
+                return False, None
+        owned = {k: v for k, v in listed.items() if obj.owned_by(v.value, uid)}
+        template = obj.spec(d).get("template") or {}
+        digest = template_hash(template)
+        new_key = keys.namespaced(keys.REPLICASETS, namespace, f"{name}-{digest}")
+        if new_key in listed and new_key not in owned:
+            LOG.warning("%s: replicaset %s belongs to another owner; waiting", where, keys.name_of(new_key))
+            return True, 5.0
+        new = owned.get(new_key)
+        olds = [v for k, v in owned.items() if k != new_key]
+        replicas = obj.int_field(obj.spec(d), "replicas", 1)
+        max_old = max((revision_of(v.value) for v in olds), default=0)
+
+        if obj.spec(d).get("paused"):
+            return self._finish(store, key, current, new, olds, rollout, now)
+        if new is not None and revision_of(new.value) <= max_old:  # back to an older template
+            rs = copy.deepcopy(new.value)
+            rs["metadata"].setdefault("annotations", {})[REVISION] = str(max_old + 1)
+            if self._write(store, current, {new_key: rs}, {new_key: new.revision}):
+                rollout.logs.append(f"replicaset {namespace}/{keys.name_of(new_key)} is revision {max_old + 1} of {where}")
+            return False, None
+        strategy = strategy_of(d)
+        surge, unavailable = rolling_limits(d)
+        if strategy == "Recreate":
+            step = self._recreate(store, current, namespace, new, olds, replicas)
+        else:
+            step = self._rolling(current, new, olds, replicas, surge, unavailable)
+        if step is None and new is None:
+            if strategy == "Recreate" and self._old_pods_left(store, namespace, olds):
+                return self._finish(store, key, current, new, olds, rollout, now)  # their pods' deletes wake us
+            zero: Value = {"spec": {"replicas": 0}}
+            target = replicas if strategy == "Recreate" else new_rs_target(replicas, surge, zero, (v.value for v in olds))
+            rs = self._new_replica_set(d, new_key, digest, target, max_old + 1, now)
+            if self._write(store, current, {new_key: rs}, {new_key: 0}):
+                rollout.created, rollout.acted = keys.name_of(new_key), True
+                rollout.logs.append(f"created replicaset {namespace}/{keys.name_of(new_key)} for {where} with {target} replicas")
+            return False, None
+        if step is not None:
+            rs_key, target = step
+            rs_v = owned[rs_key]
+            rs = copy.deepcopy(rs_v.value)
+            before = _replicas(rs)
+            rs["spec"]["replicas"] = target
+            if rs_key == new_key:
+                _sync_min_ready(rs, d)
+            rs["metadata"]["generation"] = obj.generation_of(rs) + 1
+            if self._write(store, current, {rs_key: rs}, {rs_key: rs_v.revision}):
+                rollout.acted = True
+                rollout.logs.append(f"scaled replicaset {namespace}/{keys.name_of(rs_key)} from {before} to {target} for {where}")
+            return False, None
+        if self._clean_history(store, d, olds, where, rollout):
+            return False, None
+        return self._finish(store, key, current, new, olds, rollout, now)
+
+    def _write(self, store: Datastore, current: Versioned, puts: Mapping[str, Value], expect: Mapping[str, int]) -> bool:
+        """ReplicaSet writes, fenced by the Deployment's revision (rewritten unchanged)."""
+        key = _key_of(current.value)
+        return store.commit({**puts, key: current.value}, expect={**expect, key: current.revision})
+
+    def _rolling(
+        self, current: Versioned, new: Versioned | None, olds: list[Versioned], replicas: int, surge: int, unavailable: int
+    ) -> tuple[str, int] | None:
+        if new is None:
+            return None  # created first (by the caller), as rolling.go does
+        everything = [v.value for v in olds] + [new.value]
+        target = new_rs_target(replicas, surge, new.value, everything)
+        if target != _replicas(new.value) or _min_ready_differs(new.value, current.value):
+            return _key_of(new.value), target
+        downs = old_scale_down(replicas, unavailable, new.value, olds)
+        if downs:
+            rs_key = next(_key_of(v.value) for v in _oldest_first(olds) if _key_of(v.value) in downs)
+            return rs_key, downs[rs_key]
+        return None
+
+    def _recreate(
+        self, store: Datastore, current: Versioned, namespace: str, new: Versioned | None, olds: list[Versioned], replicas: int
+    ) -> tuple[str, int] | None:
+        for v in _oldest_first(olds):
+            if _replicas(v.value) != 0:
+                return _key_of(v.value), 0
+        if new is not None and (_replicas(new.value) != replicas or _min_ready_differs(new.value, current.value)):
+            if not self._old_pods_left(store, namespace, olds):
+                return _key_of(new.value), replicas
+        return None
+
+    def _old_pods_left(self, store: Datastore, namespace: str, olds: list[Versioned]) -> bool:
+        """Recreate waits for every pod of the old ReplicaSets to be gone (not just deleting)."""
+        uids = {obj.uid_of(v.value) for v in olds}
+        if not uids:
+            return False
+        for pod in store.list(keys.pods_in(namespace)).values():
+            ref = obj.controller_of(pod)
+            if ref is not None and ref.get("uid") in uids and obj.status(pod).get("phase") not in ("Succeeded", "Failed"):
+                return True
+        return False
+
+    def _new_replica_set(self, d: Mapping[str, Any], key: str, digest: str, replicas: int, revision: int, now: float) -> Value:
+        template = copy.deepcopy(obj.spec(d).get("template") or {})
+        tpl_meta = template.setdefault("metadata", {})
+        labels = {**(tpl_meta.get("labels") or {}), TEMPLATE_HASH_LABEL: digest}
+        tpl_meta["labels"] = labels
+        selector = copy.deepcopy(obj.spec(d).get("selector") or {})
+        selector["matchLabels"] = {**(selector.get("matchLabels") or {}), TEMPLATE_HASH_LABEL: digest}
+        namespace, name = keys.split_namespaced(key, keys.REPLICASETS)
+        rs: Value = {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "uid": str(uuid.uuid4()),
+                "creationTimestamp": records.timestamp(now),
+                "generation": 1,
+                "labels": dict(labels),
+                "annotations": {REVISION: str(revision)},
+                "ownerReferences": [obj.owner_reference(d, "Deployment", "apps/v1")],
+            },
+            "spec": {"replicas": replicas, "selector": selector, "template": template},
+        }
+        _sync_min_ready(rs, d)
+        return rs
+
+    def _clean_history(self, store: Datastore, d: Mapping[str, Any], olds: list[Versioned], where: str, rollout: _Rollout) -> bool:
+        limit = obj.int_field(obj.spec(d), "revisionHistoryLimit", DEFAULT_HISTORY)
+        idle = [
+            v for v in _oldest_first(olds)
+            if _replicas(v.value) == 0 and obj.int_field(obj.status(v.value), "replicas", 0) == 0
+            and not obj.is_terminating(v.value)
+        ]  # fmt: skip
+        if len(idle) <= limit:
+            return False
+        doomed = idle[0]
+        if delete_if(store, _key_of(doomed.value), doomed.revision):
+            rollout.logs.append(
+                f"deleted replicaset {obj.metadata(doomed.value).get('namespace')}/{obj.metadata(doomed.value).get('name')} "
+                f"of {where} (revisionHistoryLimit {limit})"
+            )
+        return True
+
+    def _finish(
+        self, store: Datastore, key: str, current: Versioned, new: Versioned | None, olds: list[Versioned],
+        rollout: _Rollout, now: float,
+    ) -> tuple[bool, float | None]:  # fmt: skip
+        d = current.value
+        new_status, wait = deployment_status(d, new.value if new is not None else None, [v.value for v in olds], rollout, now)
+        value = obj.with_status(d, new_status)
+        revision = str(revision_of(new.value)) if new is not None else None
+        annotations = dict(obj.metadata(d).get("annotations") or {})
+        if revision is not None and annotations.get(REVISION) != revision:
+            annotations[REVISION] = revision
+            value["metadata"]["annotations"] = annotations
+        if value != d and not store.commit({key: value}, expect={key: current.revision}):
+            return False, None
+        return True, wait
+
+
+def _key_of(value: Mapping[str, Any]) -> str:
+    meta = obj.metadata(value)
+    prefix = keys.DEPLOYMENTS if value.get("kind") == "Deployment" else keys.REPLICASETS
+    return keys.namespaced(prefix, str(meta.get("namespace", "default")), str(meta.get("name", "")))
+
+
+def _sync_min_ready(rs: Value, d: Mapping[str, Any]) -> None:
+    wanted = obj.int_field(obj.spec(d), "minReadySeconds", 0)
+    if wanted:
+        rs["spec"]["minReadySeconds"] = wanted
+    else:
+        rs["spec"].pop("minReadySeconds", None)
+
+
+def _min_ready_differs(rs: Mapping[str, Any], d: Mapping[str, Any]) -> bool:
+    return obj.int_field(obj.spec(rs), "minReadySeconds", 0) != obj.int_field(obj.spec(d), "minReadySeconds", 0)
+
+
+# --- status ---------------------------------------------------------------------------------
+
+
+def _condition(
+    previous: Mapping[str, Any] | None, kind: str, state: str, reason: str, message: str, now: float
+) -> dict[str, Any]:
+    """A condition; its times move only when what it says changes (status: lastTransitionTime)."""
+    if previous is not None and (previous.get("status"), previous.get("reason"), previous.get("message")) == (state, reason, message):
+        return dict(previous)
+    stamp = records.timestamp(now)
+    moved = previous is None or previous.get("status") != state
+    return {
+        "type": kind,
+        "status": state,
+        "reason": reason,
+        "message": message,
+        "lastUpdateTime": stamp,
+        "lastTransitionTime": stamp if moved else previous.get("lastTransitionTime", stamp),  # type: ignore[union-attr]
+    }
+
+
+def deployment_status(
+    d: Mapping[str, Any], new: Mapping[str, Any] | None, olds: list[Mapping[str, Any]], rollout: _Rollout, now: float
+) -> tuple[dict[str, Any], float | None]:
+    """The status Kubernetes' calculateStatus + syncRolloutStatus would write, and the
+    seconds until the progress deadline runs out (if the rollout is still going)."""
+    replicas = obj.int_field(obj.spec(d), "replicas", 1)
+    everything = [*olds, *([new] if new is not None else [])]
+
+    def total(field_name: str, of: Iterable[Mapping[str, Any]]) -> int:
+        return sum(obj.int_field(obj.status(rs), field_name, 0) for rs in of)
+
+    available = total("availableReplicas", everything)
+    counts: dict[str, Any] = {
+        "observedGeneration": obj.generation_of(d),
+        "replicas": total("replicas", everything),
+        "updatedReplicas": total("replicas", [new] if new is not None else []),
+        "readyReplicas": total("readyReplicas", everything),
+        "availableReplicas": available,
+        "unavailableReplicas": max(replicas - available, 0),
+    }
+    old = obj.status(d)
+    previous = {c.get("type"): c for c in old.get("conditions") or () if isinstance(c, dict)}
+    unavailable = rolling_limits(d)[1]
+    conditions = [
+        _condition(previous.get("Available"), "Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.", now)
+        if available >= replicas - unavailable else
+        _condition(previous.get("Available"), "Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.", now)
+    ]  # fmt: skip
+    rs_name = obj.metadata(new).get("name", "") if new is not None else ""
+    deadline = obj.int_field(obj.spec(d), "progressDeadlineSeconds", DEFAULT_DEADLINE)
+    complete = (
+        new is not None and counts["updatedReplicas"] == replicas and available == replicas
+        and counts["replicas"] == replicas and total("replicas", olds) == 0
+    )  # fmt: skip
+    progressed = (
+        counts["updatedReplicas"] > obj.int_field(old, "updatedReplicas", 0)
+        or counts["readyReplicas"] > obj.int_field(old, "readyReplicas", 0)
+        or available > obj.int_field(old, "availableReplicas", 0)
+        or total("replicas", olds) < obj.int_field(old, "replicas", 0) - obj.int_field(old, "updatedReplicas", 0)
+    )  # fmt: skip
+    before = previous.get("Progressing")
+    wait: float | None = None
+    if obj.spec(d).get("paused"):
+        progressing = _condition(before, "Progressing", "Unknown", "DeploymentPaused", "Deployment is paused", now)
+    elif complete:
+        progressing = _condition(before, "Progressing", "True", "NewReplicaSetAvailable", f'ReplicaSet "{rs_name}" has successfully progressed.', now)
+    elif rollout.created:
+        progressing = _condition(before, "Progressing", "True", "NewReplicaSetCreated", f'Created new replica set "{rs_name}"', now)
+    elif rollout.acted or progressed or before is None or before.get("reason") == "NewReplicaSetAvailable":
+        progressing = _condition(None, "Progressing", "True", "ReplicaSetUpdated", f'ReplicaSet "{rs_name}" is progressing.', now)
+        if before is not None and before.get("status") == "True":
+            progressing["lastTransitionTime"] = before.get("lastTransitionTime", progressing["lastTransitionTime"])
+    else:
+        progressing = dict(before)
+    if progressing.get("status") == "True" and progressing.get("reason") != "NewReplicaSetAvailable":
+        since = obj.parse_time(progressing.get("lastUpdateTime")) or now
+        if now >= since + deadline:
+            progressing = _condition(before, "Progressing", "False", "ProgressDeadlineExceeded", f'ReplicaSet "{rs_name}" has timed out progressing.', now)
+        else:
+            wait = since + deadline - now
+    conditions.append(progressing)
+    return {**counts, "conditions": conditions}, wait
