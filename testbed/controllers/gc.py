@@ -29,7 +29,6 @@ from typing import Any
 from testbed.controllers import objects as obj
 from testbed.datastore import keys, records
 from testbed.datastore.base import Datastore, Value, Versioned, WatchEvent, delete_if, put_if
-from testbed.kube.objects import NETWORK_POLICIES, STORED_ONLY
 
 LOG = logging.getLogger("testbed.controllers.gc")
 FOREGROUND = "foregroundDeletion"
@@ -45,7 +44,6 @@ OWNER_KINDS: dict[str, tuple[str, bool]] = {
     "Service": (keys.SERVICES, True),
     "Endpoints": (keys.REGISTRY + "services/endpoints/", True),
     "EndpointSlice": (keys.REGISTRY + "endpointslices/", True),
-    "NetworkPolicy": (NETWORK_POLICIES, True),
     "Lease": (keys.LEASES, True),
     "Node": (keys.K8S_NODES, False),
     "Namespace": (keys.K8S_NAMESPACES, False),
@@ -63,6 +61,13 @@ def owner_key(ref: Mapping[str, Any], namespace: str | None) -> str | None:
         if not namespaced:
             return prefix + name
         return keys.namespaced(prefix, namespace, name) if namespace else None
+    # The kinds kubectl only stores (and NetworkPolicy) are kube.objects' facts; it is
+    # imported here, not at the top, because it brings the manifest parsers (yaml) that
+    # the controller manager does not otherwise need, and few owners are of these kinds.
+    from testbed.kube.objects import NETWORK_POLICIES, STORED_ONLY  # noqa: PLC0415
+
+    if kind == "NetworkPolicy":
+        return keys.namespaced(NETWORK_POLICIES, namespace, name) if namespace else None
     if kind in STORED_ONLY:
         group, plural, namespaced = STORED_ONLY[kind]
         resource = f"{plural}.{group}" if group else plural
