@@ -217,7 +217,10 @@ class DeploymentController:
         listed, _ = store.list_versioned(f"{keys.REPLICASETS}{namespace}/")
         selector = obj.spec(d).get("selector")
         for rs_key, rs in sorted(listed.items()):
-            if obj.controller_of(rs.value) is None and obj.selector_matches(selector if isinstance(selector, dict) else None, obj.labels_of(rs.value)):
+            if (
+                obj.controller_of(rs.value) is None and not obj.is_terminating(rs.value)
+                and obj.adopts(selector, obj.labels_of(rs.value))
+            ):  # fmt: skip
                 adopted = obj.adopted(rs.value, obj.owner_reference(d, "Deployment", "apps/v1"))
                 if self._write(store, current, {rs_key: adopted}, {rs_key: rs.revision}):
                     rollout.logs.append(f"adopted replicaset {namespace}/{keys.name_of(rs_key)} for {where}")

@@ -160,6 +160,8 @@ class Manager:
             except DatastoreError as exc:
                 LOG.warning("%s: resync failed: %s", controller.name, exc)
                 return False
+            except Exception as exc:  # noqa: BLE001 - one broken controller must not stop the others
+                LOG.error("%s: resync failed: %s", controller.name, exc)
         return True
 
     # --- workers ---------------------------------------------------------------------------

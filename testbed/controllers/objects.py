@@ -127,6 +127,14 @@ def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, st
     return True
 
 
+def adopts(selector: object, labels: Mapping[str, str]) -> bool:
+    """May a controller with this selector adopt an orphan with these labels? Never with
+    an empty selector (it would take every orphan of the namespace)."""
+    if not isinstance(selector, dict) or not (selector.get("matchLabels") or selector.get("matchExpressions")):
+        return False
+    return selector_matches(selector, labels)
+
+
 # --- time -------------------------------------------------------------------------------
 
 

@@ -39,8 +39,7 @@ class OwnerKind:
 
 
 def _set_selects(owner: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    selector = obj.spec(owner).get("selector")
-    return obj.selector_matches(selector if isinstance(selector, dict) else None, labels)
+    return obj.adopts(obj.spec(owner).get("selector"), labels)
 
 
 def _map_selects(owner: Mapping[str, Any], labels: Mapping[str, str]) -> bool:

@@ -9,7 +9,6 @@ from typing import Any
 from testbed.controllers import manager as manager_module
 from testbed.controllers.manager import Factory, Manager, Options, build_controllers, covering
 from testbed.controllers.queue import WorkQueue
-from testbed.controllers.replicasets import replica_set_controller
 from testbed.datastore import keys
 from testbed.datastore.base import DatastoreError
 from testbed.datastore.memory import MemoryDatastore

@@ -162,9 +162,6 @@ def test_the_namespace_is_rechecked_in_the_create_transaction() -> None:
     the commit fails (it expected the namespace's revision) and nothing is created."""
     store, key, _ = setup(2)
 
-    class TerminatesOnRead(MemoryDatastore):
-        pass
-
     real_get = store.get_versioned
 
     def get_versioned(k: str) -> Versioned | None:
@@ -291,3 +288,13 @@ def test_two_controllers_in_threads_never_exceed_replicas() -> None:
     settle(store, [replica_set_controller()], NOW)
     assert worst[0] <= 5
     assert len(active_pods(store)) == 5
+
+
+def test_an_empty_selector_adopts_nothing() -> None:
+    store, key, _ = setup(1, selector={})
+    store.put(keys.pod("default", "loose"), {"apiVersion": "v1", "kind": "Pod",
+              "metadata": {"name": "loose", "namespace": "default", "labels": {"x": "y"}},
+              "spec": {"containers": []}, "status": {"phase": "Pending"}})  # fmt: skip
+    settle(store, [replica_set_controller()], NOW)
+    assert obj.controller_of(pods(store)["loose"]) is None
+    assert len(pods(store)) == 2
