@@ -17,7 +17,7 @@ import yaml
 
 from testbed import api
 from testbed.cli import kube_tables
-from testbed.kube import edits, objects, removal
+from testbed.kube import edits, objects, registry, removal
 from testbed.kube.errors import ManifestError
 
 DEFAULT_NAMESPACE = "default"
@@ -315,10 +315,7 @@ def _watch(store: Any, plural: str, scope: str | None, name: str | None, all_nam
     """kubectl get --watch: one row per change of an object, until Ctrl-C (or the timeout)."""
     import queue
 
-    prefix = edits.PREFIXES.get(plural) or edits.CLUSTER_SCOPED.get(plural)
-    if prefix is None:
-        raise click.UsageError(f"--watch is not supported for {plural}")
-    prefix = f"{prefix}{scope}/" if scope and plural in edits.PREFIXES else prefix
+    prefix = registry.resolve(plural).scope(scope)
     events: queue.SimpleQueue[Any] = queue.SimpleQueue()
     cancel = store.watch_prefix(prefix, events.put)
     deadline = time.monotonic() + timeout if timeout > 0 else None

@@ -32,6 +32,7 @@ SERVICES = REGISTRY + "services/specs/"  # <ns>/<name>: Kubernetes Service
 DEPLOYMENTS = REGISTRY + "deployments/"  # <ns>/<name>
 REPLICASETS = REGISTRY + "replicasets/"  # <ns>/<name>
 CONTROLLERS = REGISTRY + "controllers/"  # <ns>/<name>: ReplicationController
+NETWORK_POLICIES = REGISTRY + "networkpolicies/"  # <ns>/<name>
 OTHER_OBJECTS = REGISTRY + "other/"  # <kind plural>.<group>/<ns or _cluster>/<name>: stored only
 
 # The testbed's own record of the lab (name, topology, source, options, created).

@@ -18,18 +18,17 @@ import yaml
 
 from testbed.datastore import keys, records
 from testbed.datastore.base import Datastore
-from testbed.kube import workloads
+from testbed.kube import registry, workloads
 from testbed.kube.errors import ManifestError, dns_label_problems
-from testbed.kube.policy import network_policy_to_dict, parse_network_policy
+from testbed.kube.policy import network_policy_to_dict
 from testbed.runtime.plan import NamespacePlan
 from testbed.labels import label_key_problem, label_value_problem
 
-POLICY_KIND = "networkpolicy.networking.k8s.io"
-NETWORK_POLICIES = keys.REGISTRY + "networkpolicies/"
+POLICY_KIND = registry.BY_KIND["NetworkPolicy"].singular
 
 
 def policy_key(namespace: str, name: str) -> str:
-    return f"{NETWORK_POLICIES}{namespace}/{name}"
+    return registry.BY_KIND["NetworkPolicy"].key(namespace, name)
 
 
 @dataclass(frozen=True)
@@ -45,24 +44,6 @@ class Change:
         return f'{self.kind} "{self.name}" {self.verb}'
 
 
-# Kinds that do not touch networking: stored and listed as a cluster would, nothing more.
-# kind -> (API group, plural, namespaced)
-STORED_ONLY: dict[str, tuple[str, str, bool]] = {
-    "ClusterRole": ("rbac.authorization.k8s.io", "clusterroles", False),
-    "ClusterRoleBinding": ("rbac.authorization.k8s.io", "clusterrolebindings", False),
-    "Role": ("rbac.authorization.k8s.io", "roles", True),
-    "RoleBinding": ("rbac.authorization.k8s.io", "rolebindings", True),
-    "ServiceAccount": ("", "serviceaccounts", True),
-    "ConfigMap": ("", "configmaps", True),
-    "Secret": ("", "secrets", True),
-    "LimitRange": ("", "limitranges", True),
-    "ResourceQuota": ("", "resourcequotas", True),
-    "PodSecurityPolicy": ("policy", "podsecuritypolicies", False),
-    "ClusterImagePolicy": ("securityenforcement.admission.cloud.ibm.com", "clusterimagepolicies", False),
-    "ImagePolicy": ("securityenforcement.admission.cloud.ibm.com", "imagepolicies", True),
-}
-
-
 @dataclass(frozen=True)
 class StoredObject:
     """An object of a STORED_ONLY kind: kept verbatim in etcd, listed by `get`."""
@@ -74,17 +55,15 @@ class StoredObject:
 
     @property
     def resource(self) -> str:
-        group, plural, _ = STORED_ONLY[self.kind]
-        return f"{plural}.{group}" if group else plural
+        return registry.BY_KIND[self.kind].resource
 
     @property
     def singular(self) -> str:
-        group = STORED_ONLY[self.kind][0]
-        return f"{self.kind.lower()}.{group}" if group else self.kind.lower()
+        return registry.BY_KIND[self.kind].singular
 
     @property
     def key(self) -> str:
-        return f"{keys.OTHER_OBJECTS}{self.resource}/{self.namespace or '_cluster'}/{self.name}"
+        return registry.BY_KIND[self.kind].key(self.namespace, self.name)
 
 
 def parse_stored(obj: Mapping[str, Any], default_namespace: str) -> StoredObject:
@@ -93,9 +72,11 @@ def parse_stored(obj: Mapping[str, Any], default_namespace: str) -> StoredObject
     name = metadata.get("name")
     if not isinstance(name, str) or not name:
         raise ManifestError([f'The {kind} "" is invalid: metadata.name: Required value: name or generateName is required'])
-    if not isinstance(obj.get("apiVersion"), str) or "/" not in str(obj.get("apiVersion")) and STORED_ONLY[kind][0]:
-        raise ManifestError([f'error: unable to recognize: no matches for kind "{kind}" in version "{obj.get("apiVersion")}"'])
-    namespaced = STORED_ONLY[kind][2]
+    entry = registry.BY_KIND[kind]
+    version = obj.get("apiVersion")
+    if not isinstance(version, str) or "/" not in version and entry.group:
+        raise ManifestError([f'error: unable to recognize: no matches for kind "{kind}" in version "{version}"'])
+    namespaced = entry.namespaced
     namespace = (metadata.get("namespace") or default_namespace) if namespaced else None
     manifest = json.loads(json.dumps(dict(obj)))
     if namespace:
@@ -155,29 +136,28 @@ def parse_namespace(obj: Mapping[str, Any]) -> NamespaceObject:
     return NamespaceObject(name, tuple(sorted((str(k), str(v)) for k, v in labels.items())))
 
 
+def parse_namespace_manifest(obj: Mapping[str, Any], _default_namespace: str) -> NamespaceObject:
+    """``parse_namespace`` as the registry calls every kind's parser."""
+    return parse_namespace(obj)
+
+
+# Kinds a manifest may create: the registry's, less those only the lab itself writes.
+WRITABLE = tuple(k for k in registry.KINDS if k.kind != "Node")
+
+
 def parse_objects(objects: Iterable[Mapping[str, Any]], namespace: str | None) -> list[object]:
-    """Each manifest as NamespaceObject or NetworkPolicy; all problems of all documents."""
+    """Each manifest checked by its kind's parser (the registry's); all problems of all documents."""
     parsed: list[object] = []
     problems: list[str] = []
     for obj in objects:
-        kind = obj.get("kind")
+        kind = registry.of_kind(str(obj.get("kind")))
         try:
-            if kind == "Namespace":
-                parsed.append(parse_namespace(obj))
-            elif kind == "NetworkPolicy":
-                parsed.append(parse_network_policy(dict(obj), default_namespace=namespace or "default"))
-            elif kind in workloads.KINDS:
-                parsed.append(workloads.parse_workload(obj, namespace or "default"))
-            elif kind == "Service":
-                from testbed.kube import services  # noqa: PLC0415 - kube-proxy's model, only for Services
-
-                parsed.append(services.parse_service(dict(obj), namespace or "default"))
-            elif kind in STORED_ONLY:
-                parsed.append(parse_stored(obj, namespace or "default"))
+            if kind is not None and kind in WRITABLE:
+                parsed.append(kind.parse(obj, namespace or "default"))
             else:
-                known = ", ".join(sorted(["Namespace", "NetworkPolicy", "Service", *workloads.KINDS, *STORED_ONLY]))
+                known = ", ".join(sorted(k.kind for k in WRITABLE))
                 problems.append(
-                    f'error: unable to recognize: no matches for kind "{kind}" in version "{obj.get("apiVersion")}"'
+                    f'error: unable to recognize: no matches for kind "{obj.get("kind")}" in version "{obj.get("apiVersion")}"'
                     f" (this lab knows {known})"
                 )
         except ManifestError as exc:
