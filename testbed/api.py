@@ -146,12 +146,12 @@ def up(
     plan = plan_lab(topology, lab)
     check_neighbour_budget(plan)
     try:
-        parsed = manifests.parse_files(topology.manifests) if topology.manifests else []
+        parsed = manifests.parse_files(topology.manifests) if topology.manifests else None
     except manifests.ManifestFileError as exc:
         raise LabError(str(exc)) from None
     seconds = build.build_lab(plan, progress or (lambda *_: None))
     ui_url = None
-    if parsed:
+    if parsed is not None:
         started = time.monotonic()
         try:
             applied = _apply_manifests(lab, parsed, say or (lambda _line: None))
@@ -171,7 +171,7 @@ def up(
     return result
 
 
-def _apply_manifests(lab: str, parsed: list[manifests.ParsedManifest], say: Callable[[str], None]) -> list[object]:
+def _apply_manifests(lab: str, parsed: manifests.ParsedManifests, say: Callable[[str], None]) -> list[object]:
     """The topology's manifests as `kubectl create -f` stores them, enforced, their pods serving."""
     with datastore(lab) as store:
         try:
