@@ -116,9 +116,10 @@ class Lab:
         ref = PodRef(source.name, source.ip, source.netns)
         return probe_from(ref, [PodRef(dst, target.address, "")], port, protocol)[0]
 
-    def matrix(self, port: int, protocol: str = "tcp", namespaces: Sequence[str] = ()) -> Matrix:
-        """Every pod to every pod (or those of ``namespaces``), measured; ``.cells[i][j]``."""
-        return api.matrix(self.name, port, protocol, namespaces)
+    def matrix(self, port: int, protocol: str = "tcp", namespaces: Sequence[str] = (), all_namespaces: bool = False) -> Matrix:
+        """Every pod to every pod (or those of ``namespaces``; kube-system only if named or
+        with ``all_namespaces``), measured; ``.cells[i][j]``."""
+        return api.matrix(self.name, port, protocol, namespaces, all_namespaces)
 
     def expected(self, measured: Matrix) -> Matrix:
         """What the policies mean for the same pods (the oracle), to compare with ``matrix``."""
