@@ -26,12 +26,23 @@ def _key(plural: str, namespace: str | None, name: str) -> str:
     return registry.resolve(plural).key(namespace, name)
 
 
-def delete(lab: str, store: Datastore, targets: Iterable[tuple[str, str | None, str]]) -> list[Change]:
-    """Delete each (plural, namespace, name); all must exist, or nothing is deleted."""
+def deletion(plural: str, name: str) -> Change:
+    """The result line of deleting one object (kubectl's `pod "x" deleted`)."""
+    entry = registry.resolve(plural)
+    return Change(entry.singular, name, "deleted", slash=entry.stored_only)
+
+
+def delete(
+    lab: str, store: Datastore, targets: Iterable[tuple[str, str | None, str]], *, dry_run: bool = False
+) -> list[Change]:
+    """Delete each (plural, namespace, name); all must exist, or nothing is deleted.
+    ``dry_run`` (``--dry-run=server``): the same check and lines, nothing deleted."""
     targets = list(targets)
     missing = [_not_found(p, n) for p, ns, n in targets if store.get(_key(p, ns, n)) is None]
     if missing:
         raise ManifestError(missing)
+    if dry_run:
+        return [deletion(plural, name) for plural, _namespace, name in targets]
     changes: list[Change] = []
     for plural, namespace, name in targets:
         if plural == "namespaces":
@@ -45,8 +56,7 @@ def delete(lab: str, store: Datastore, targets: Iterable[tuple[str, str | None, 
             controller.reconcile(lab, store, [namespace or "default"])
         else:
             store.delete(_key(plural, namespace, name))
-        entry = registry.resolve(plural)
-        changes.append(Change(entry.singular, name, "deleted", slash=entry.stored_only))
+        changes.append(deletion(plural, name))
     return changes
 
 
