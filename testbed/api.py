@@ -22,6 +22,7 @@ from testbed.netns.links import PROTO_BIRD, NetnsLinks
 from testbed.runtime import build, manifests, pods, policy_agents, speakers, state
 from testbed.runtime.plan import LabPlan, neighbour_entries, plan_lab
 from testbed.runtime.teardown import TeardownReport, teardown
+from testbed.kube import cluster_dns
 from testbed.kube.view import read_view
 from testbed.model.topology import PodSpec
 from testbed.topology import load_topology
@@ -146,12 +147,12 @@ def up(
     plan = plan_lab(topology, lab)
     check_neighbour_budget(plan)
     try:
-        parsed = manifests.parse_files(topology.manifests) if topology.manifests else []
+        parsed = manifests.parse_files(topology.manifests) if topology.manifests else None
     except manifests.ManifestFileError as exc:
         raise LabError(str(exc)) from None
     seconds = build.build_lab(plan, progress or (lambda *_: None))
     ui_url = None
-    if parsed:
+    if parsed is not None:
         started = time.monotonic()
         try:
             applied = _apply_manifests(lab, parsed, say or (lambda _line: None))
@@ -171,7 +172,7 @@ def up(
     return result
 
 
-def _apply_manifests(lab: str, parsed: list[manifests.ParsedManifest], say: Callable[[str], None]) -> list[object]:
+def _apply_manifests(lab: str, parsed: manifests.ParsedManifests, say: Callable[[str], None]) -> list[object]:
     """The topology's manifests as `kubectl create -f` stores them, enforced, their pods serving."""
     with datastore(lab) as store:
         try:
@@ -421,13 +422,30 @@ def start_speaker(lab: str, host: str) -> int:
     return speakers.spawn_speaker(lab, host, str(records.node_summary(node).ip), recorded)
 
 
-def matrix(lab: str, port: int, protocol: str = "tcp", namespaces: Sequence[str] = ()) -> reach.Matrix:
-    """Measure which pods reach which on port/protocol (all pods, or those of ``namespaces``)."""
-    current = status(lab)
-    chosen = [p for p in current.pods if not namespaces or p.namespace in namespaces]
+# Left out of `matrix` and `verify` unless asked for: the cluster DNS pod there serves
+# only port 53, so on any other port its row and column would be "wrong" on a correct lab.
+SYSTEM_NAMESPACES = (cluster_dns.NAMESPACE,)
+
+
+def matrix_pods(pods: Sequence[PodStatus], namespaces: Sequence[str] = (), all_namespaces: bool = False) -> list[PodStatus]:
+    """The pods a matrix covers, sorted: those of ``namespaces`` if any are named, else
+    every pod (``all_namespaces``) or every pod outside SYSTEM_NAMESPACES. Pure."""
+    if namespaces:
+        chosen = [p for p in pods if p.namespace in namespaces]
+    else:
+        chosen = [p for p in pods if all_namespaces or p.namespace not in SYSTEM_NAMESPACES]
+    return sorted(chosen, key=lambda p: (p.namespace, p.name))
+
+
+def matrix(
+    lab: str, port: int, protocol: str = "tcp", namespaces: Sequence[str] = (), all_namespaces: bool = False
+) -> reach.Matrix:
+    """Measure which pods reach which on port/protocol (see ``matrix_pods`` for which pods)."""
+    chosen = matrix_pods(status(lab).pods, namespaces, all_namespaces)
     if not chosen:
-        raise LabError(f"no pods in lab {lab!r}" + (f" in namespaces {', '.join(namespaces)}" if namespaces else ""))
-    chosen.sort(key=lambda p: (p.namespace, p.name))
+        where = f" in namespaces {', '.join(namespaces)}" if namespaces else ""
+        hint = "" if namespaces or all_namespaces else f" ({', '.join(SYSTEM_NAMESPACES)} only with -n or -A)"
+        raise LabError(f"no pods in lab {lab!r}{where}{hint}")
     refs = [reach.PodRef(f"{p.namespace}/{p.name}", p.ip, p.netns) for p in chosen]
     return reach.measure(refs, port, protocol)
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from testbed import api, naming
+from testbed.kube import sources
 from testbed.matrix import Matrix, PodRef, probe_from
 
 if TYPE_CHECKING:  # scapy is imported only when a trace runs
@@ -47,11 +48,17 @@ def unique_name(prefix: str) -> str:
     return prefix[: naming.MAX_LAB - len(tail)].rstrip("-") + tail
 
 
-def manifest_text(manifest: str | Path) -> tuple[str, str]:
-    """(YAML text, source name) of a manifest given as a path or as the text itself."""
-    if isinstance(manifest, Path) or ("\n" not in manifest and Path(manifest).is_file()):
-        return Path(manifest).read_text(), str(manifest)
-    return str(manifest), "manifest"
+def manifest_documents(manifest: str | Path | Sequence[str | Path], verb: str = "apply") -> list[sources.Document]:
+    """The documents of a manifest given as YAML text, or as paths (files, directories:
+    read as `kubectl -f PATH...` reads them)."""
+    if isinstance(manifest, str) and ("\n" in manifest or not _looks_like_path(manifest)):
+        return sources.text_documents(manifest, verb=verb)
+    paths = [manifest] if isinstance(manifest, (str, Path)) else list(manifest)
+    return sources.read_documents([str(p) for p in paths], verb=verb)
+
+
+def _looks_like_path(text: str) -> bool:
+    return Path(text).exists() or text.endswith(sources.FILE_EXTENSIONS)
 
 
 @dataclass(frozen=True)
@@ -76,11 +83,12 @@ class Lab:
             raise api.LabError(f"lab {self.name}: {len(found)} pods match {prefix!r}: {', '.join(found) or 'none'}")
         return found[0]
 
-    def apply(self, manifest: str | Path, namespace: str | None = None) -> list[str]:
-        """`kubectl apply -f` of a path or of YAML text; kubectl's lines once enforced."""
+    def apply(self, manifest: str | Path | Sequence[str | Path], namespace: str | None = None) -> list[str]:
+        """`kubectl apply -f` of paths (files, directories) or of YAML text; kubectl's
+        lines once enforced. ``namespace``: as `-n` (an object naming another is refused)."""
         return _store(self.name, manifest, namespace, create_only=False)
 
-    def create(self, manifest: str | Path, namespace: str | None = None) -> list[str]:
+    def create(self, manifest: str | Path | Sequence[str | Path], namespace: str | None = None) -> list[str]:
         """`kubectl create -f`: as ``apply``, but an object that exists is an error."""
         return _store(self.name, manifest, namespace, create_only=True)
 
@@ -108,9 +116,10 @@ class Lab:
         ref = PodRef(source.name, source.ip, source.netns)
         return probe_from(ref, [PodRef(dst, target.address, "")], port, protocol)[0]
 
-    def matrix(self, port: int, protocol: str = "tcp", namespaces: Sequence[str] = ()) -> Matrix:
-        """Every pod to every pod (or those of ``namespaces``), measured; ``.cells[i][j]``."""
-        return api.matrix(self.name, port, protocol, namespaces)
+    def matrix(self, port: int, protocol: str = "tcp", namespaces: Sequence[str] = (), all_namespaces: bool = False) -> Matrix:
+        """Every pod to every pod (or those of ``namespaces``; kube-system only if named or
+        with ``all_namespaces``), measured; ``.cells[i][j]``."""
+        return api.matrix(self.name, port, protocol, namespaces, all_namespaces)
 
     def expected(self, measured: Matrix) -> Matrix:
         """What the policies mean for the same pods (the oracle), to compare with ``matrix``."""
@@ -130,13 +139,15 @@ def _enforced(store: object) -> None:
     wait_enforced_everywhere(store)  # type: ignore[arg-type]
 
 
-def _store(lab: str, manifest: str | Path, namespace: str | None, create_only: bool) -> list[str]:
+def _store(lab: str, manifest: str | Path | Sequence[str | Path], namespace: str | None, create_only: bool) -> list[str]:
     from testbed.kube import objects
 
-    text, source = manifest_text(manifest)
-    parsed = objects.parse_objects(objects.load_documents(text, source), namespace)
+    documents = manifest_documents(manifest, "create" if create_only else "apply")
+    parsed = objects.parse_documents(documents, namespace or "default", enforce_namespace=namespace is not None)
     with api.datastore(lab) as store:
-        changes = objects.store_objects(store, lab, parsed, create_only=create_only)
+        changes = objects.store_objects(
+            store, lab, parsed, create_only=create_only, sources=[d.source for d in documents]
+        )
         _enforced(store)
     return [c.line() for c in changes]
 

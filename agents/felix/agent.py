@@ -30,7 +30,7 @@ from testbed import naming
 from testbed.netns import namespaces
 from testbed.datastore import keys, records
 from testbed.datastore.base import Datastore, DatastoreError, WatchCallback, WatchEvent
-from testbed.kube.objects import NETWORK_POLICIES
+from testbed.datastore.keys import NETWORK_POLICIES
 from testbed.kube.view import PREFIXES as VIEW_PREFIXES, ViewCache
 from testbed.model.policy import Endpoint
 

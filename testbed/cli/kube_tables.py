@@ -60,6 +60,71 @@ def _workload_selector(kind: str, value: Value) -> str:
     return _labels_text(selector.get("matchLabels"))
 
 
+def _containers(value: Value) -> tuple[list[Value], list[Value]]:
+    """(spec containers, their statuses)."""
+    return value.get("spec", {}).get("containers") or [{}], value.get("status", {}).get("containerStatuses") or []
+
+
+def pod_ready(value: Value) -> str:
+    """READY: ready containers / containers (a pod from before the kubelet reported: its phase)."""
+    containers, statuses = _containers(value)
+    if not statuses:
+        ready = len(containers) if value.get("status", {}).get("phase") == "Running" else 0
+    else:
+        ready = sum(1 for s in statuses if s.get("ready"))
+    return f"{ready}/{len(containers)}"
+
+
+def pod_status(value: Value) -> str:
+    """STATUS as kubectl prints it: Terminating, a container's waiting or terminated reason
+    (ContainerCreating, CrashLoopBackOff, Completed, Error), else the phase."""
+    status = value.get("status", {})
+    if value.get("metadata", {}).get("deletionTimestamp"):
+        return "Terminating"
+    reason = status.get("reason") or status.get("phase") or "Pending"
+    running = False
+    for container in reversed(status.get("containerStatuses") or []):
+        state = container.get("state") or {}
+        if "waiting" in state and state["waiting"].get("reason"):
+            reason = state["waiting"]["reason"]
+        elif "terminated" in state:
+            done = state["terminated"]
+            reason = done.get("reason") or (f"Signal:{done['signal']}" if done.get("signal") else f"ExitCode:{done.get('exitCode', 0)}")
+        elif "running" in state and container.get("ready"):
+            running = True
+    if reason == "Completed" and running:
+        return "Running"
+    return reason
+
+
+def pod_restarts(value: Value, now: float | None = None) -> str:
+    """RESTARTS: the sum of restartCount, with how long ago the last one ended (kubectl 1.2x)."""
+    statuses = value.get("status", {}).get("containerStatuses") or []
+    count = sum(int(s.get("restartCount", 0)) for s in statuses)
+    finished = [
+        s.get("lastState", {}).get("terminated", {}).get("finishedAt") for s in statuses if s.get("restartCount")
+    ]
+    latest = max((f for f in finished if f), default=None)
+    if not count or latest is None:
+        return str(count)
+    return f"{count} ({age({'metadata': {'creationTimestamp': latest}}, now)} ago)"
+
+
+def node_status(value: Value) -> str:
+    """Ready or NotReady from a Kubernetes Node's Ready condition (a Calico node: Ready)."""
+    conditions = value.get("status", {}).get("conditions")
+    if conditions is None:
+        return "Ready"
+    ready = next((c for c in conditions if c.get("type") == "Ready"), {})
+    return "Ready" if ready.get("status") == "True" else "NotReady"
+
+
+def node_address(value: Value) -> str:
+    addresses = value.get("status", {}).get("addresses") or []
+    internal = next((a.get("address") for a in addresses if a.get("type") == "InternalIP"), None)
+    return internal or str(value.get("spec", {}).get("bgp", {}).get("ipv4Address", "")).split("/")[0]
+
+
 def rows(plural: str, values: Sequence[Value], wide: bool, counts: Counts) -> list[list[str]]:
     """Header and one row per object (no NAMESPACE column: ``with_namespace`` adds it)."""
     if plural == "namespaces":
@@ -70,9 +135,9 @@ def rows(plural: str, values: Sequence[Value], wide: bool, counts: Counts) -> li
         header = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"] + (["IP", "NODE", "NOMINATED NODE", "READINESS GATES"] if wide else [])
         out = [header]
         for v in values:
-            row = [v["metadata"]["name"], "1/1", v.get("status", {}).get("phase", "Running"), "0", age(v)]
+            row = [v["metadata"]["name"], pod_ready(v), pod_status(v), pod_restarts(v), age(v)]
             if wide:
-                row += [v.get("status", {}).get("podIP", "<none>"), v.get("spec", {}).get("nodeName", "<none>"), "<none>", "<none>"]
+                row += [v.get("status", {}).get("podIP") or "<none>", v.get("spec", {}).get("nodeName") or "<none>", "<none>", "<none>"]
             out.append(row)
         return out
     if plural == "services":
@@ -110,9 +175,9 @@ def rows(plural: str, values: Sequence[Value], wide: bool, counts: Counts) -> li
         header = ["NAME", "STATUS", "ROLES", "AGE", "VERSION"] + (["INTERNAL-IP"] if wide else [])
         out = [header]
         for v in values:
-            row = [v["metadata"]["name"], "Ready", "<none>", age(v), "testbed"]
+            row = [v["metadata"]["name"], node_status(v), "<none>", age(v), "testbed"]
             if wide:
-                row.append(str(v.get("spec", {}).get("bgp", {}).get("ipv4Address", "")).split("/")[0])
+                row.append(node_address(v))
             out.append(row)
         return out
     if plural == "networkpolicies":

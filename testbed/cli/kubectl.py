@@ -16,8 +16,8 @@ import click
 import yaml
 
 from testbed import api
-from testbed.cli import kube_tables
-from testbed.kube import edits, objects, removal
+from testbed.cli import kube_tables, kubectl_flags
+from testbed.kube import edits, objects, registry, removal, sources
 from testbed.kube.errors import ManifestError
 
 DEFAULT_NAMESPACE = "default"
@@ -27,16 +27,6 @@ def _fail(exc: Exception) -> None:
     for line in str(exc).splitlines():
         click.echo(line if line.startswith(("error", "Error")) else f"error: {line}", err=True)
     sys.exit(1)
-
-
-def _read(filename: str) -> tuple[str, str]:
-    if filename == "-":
-        return sys.stdin.read(), "STDIN"
-    try:
-        with open(filename) as handle:
-            return handle.read(), filename
-    except OSError as exc:
-        raise ManifestError([f'error: the path "{filename}" does not exist' if isinstance(exc, FileNotFoundError) else f"error: {exc}"]) from None
 
 
 wait_option = click.option(
@@ -74,6 +64,7 @@ def kubectl(ctx: click.Context, lab: str | None) -> None:
       alias kubectl='sudo testbed kubectl'
       kubectl create ns policy-demo
       kubectl create -f - <<EOF ... EOF
+      kubectl apply -f ns.yaml -f policies/ --dry-run=server
       kubectl get netpol -n policy-demo
       kubectl label ns policy-demo role=demo
     """
@@ -88,98 +79,153 @@ def _lab(ctx: click.Context) -> str:
         raise
 
 
-def _apply(
-    ctx: click.Context, filename: str | None, namespace: str | None, create_only: bool, wait: str,
-    documents: list[dict[str, Any]] | None = None,
+def _strategy(dry_run: str) -> str:
+    return kubectl_flags.dry_run_strategy(dry_run, lambda line: click.echo(line, err=True))
+
+
+def _read(filenames: tuple[str, ...], recursive: bool, namespace: str | None, verb: str) -> tuple[list[object], list[str]]:
+    """Every object of every -f path, checked (nothing stored), and the file of each."""
+    if not filenames:
+        raise ManifestError(["error: must specify one of -f and -k"])
+    documents = sources.read_documents(filenames, recursive=recursive, stdin=sys.stdin, verb=verb)
+    parsed = objects.parse_documents(documents, namespace or DEFAULT_NAMESPACE, enforce_namespace=namespace is not None)
+    return parsed, [d.source for d in documents]
+
+
+def _store(
+    ctx: click.Context, parsed: list[object], names: list[str] | None, create_only: bool, wait: str, strategy: str,
 ) -> None:
-    """Check every document (from ``filename``, or given), store them, wait for enforcement."""
-    try:
+    """Store checked objects (or, on a dry run, only say what storing would do); print kubectl's lines."""
+    if strategy == "client":
+        changes = objects.planned_changes(parsed)
+    else:
         lab = _lab(ctx)
-        if documents is None:
-            text, source = _read(filename or "-")
-            documents = objects.load_documents(text, source)
-        parsed = objects.parse_objects(documents, namespace)
         with api.datastore(lab) as store:
-            changes = objects.store_objects(store, lab, parsed, create_only=create_only)
+            changes = objects.store_objects(
+                store, lab, parsed, create_only=create_only, dry_run=strategy == "server", sources=names
+            )
             _enforced(store, wait)
-    except ManifestError as exc:
-        _fail(exc)
-        return
     for change in changes:
-        click.echo(change.line())
+        click.echo(change.line() if strategy == "none" else change.dry_run_line(strategy))
 
 
-@kubectl.command()
-@click.option("-f", "--filename", required=True, help="Manifest file, or - for stdin.")
-@click.option("-n", "--namespace", default=None)
+@kubectl.command(cls=kubectl_flags.DryRunCommand)
+@kubectl_flags.file_options("apply")
+@click.option("-n", "--namespace", default=None, help="For objects without one; an object naming another is refused.")
 @wait_option
 @click.pass_context
-def apply(ctx: click.Context, filename: str, namespace: str | None, wait: str) -> None:
-    """Create or update the objects of a manifest (Namespace, NetworkPolicy)."""
-    _apply(ctx, filename, namespace, create_only=False, wait=wait)
+def apply(
+    ctx: click.Context, filenames: tuple[str, ...], recursive: bool, namespace: str | None, wait: str, dry_run: str
+) -> None:
+    """Create or update the objects of manifests: every file is read and checked before
+    anything is stored, and one bad document stores nothing.
+
+    \b
+    Examples:
+      kubectl apply -f namespace.yaml -f policies.yaml
+      kubectl apply -f policies/               # its .json/.yaml/.yml files, by name
+      kubectl apply -R -f manifests/           # and those of its subdirectories
+      kubectl apply -f policies/ --dry-run=server   # what would change; nothing stored
+      kubectl apply -f - <<EOF ... EOF
+    """
+    try:
+        strategy = _strategy(dry_run)
+        parsed, names = _read(filenames, recursive, namespace, "apply")
+        _store(ctx, parsed, names, create_only=False, wait=wait, strategy=strategy)
+    except ManifestError as exc:
+        _fail(exc)
 
 
-@kubectl.command(context_settings={"ignore_unknown_options": False})
+@kubectl.command(cls=kubectl_flags.DryRunCommand)
 @click.argument("what", required=False)
 @click.argument("name", required=False)
-@click.option("-f", "--filename", default=None, help="Manifest file, or - for stdin.")
-@click.option("-n", "--namespace", default=None)
+@kubectl_flags.file_options("create")
+@click.option("-n", "--namespace", default=None, help="For objects without one; an object naming another is refused.")
 @wait_option
 @click.pass_context
 def create(
-    ctx: click.Context, what: str | None, name: str | None, filename: str | None, namespace: str | None, wait: str
+    ctx: click.Context, what: str | None, name: str | None, filenames: tuple[str, ...], recursive: bool,
+    namespace: str | None, wait: str, dry_run: str,
 ) -> None:
-    """Create the objects of a manifest (-f), or a namespace: create ns NAME."""
-    if filename:
-        _apply(ctx, filename, namespace, create_only=True, wait=wait)
-        return
-    if what in ("ns", "namespace") and name:
-        doc = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-        _apply(ctx, None, None, create_only=True, wait=wait, documents=[doc])
-        return
-    _fail(ManifestError(["error: must specify -f FILE, or ns NAME"]))
+    """Create the objects of manifests (-f; an object that exists is an error and nothing
+    is stored), or a namespace: create ns NAME.
+
+    \b
+    Examples:
+      kubectl create ns policy-demo
+      kubectl create -f namespace.yaml -f policies/
+      kubectl create -f policies/ --dry-run=client   # check the files only
+      kubectl create -f - <<EOF ... EOF
+    """
+    try:
+        strategy = _strategy(dry_run)
+        if filenames:
+            parsed, names = _read(filenames, recursive, namespace, "create")
+            _store(ctx, parsed, names, create_only=True, wait=wait, strategy=strategy)
+        elif what in ("ns", "namespace") and name:
+            doc = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+            _store(ctx, objects.parse_objects([doc], None), None, create_only=True, wait=wait, strategy=strategy)
+        else:
+            raise ManifestError(["error: must specify -f FILE, or ns NAME"])
+    except ManifestError as exc:
+        _fail(exc)
 
 
-@kubectl.command()
+@kubectl.command(cls=kubectl_flags.DryRunCommand)
 @click.argument("kind", required=False)
 @click.argument("names", nargs=-1)
-@click.option("-f", "--filename", default=None)
+@kubectl_flags.file_options("delete")
 @click.option("-n", "--namespace", default=None)
 @click.option("--all", "everything", is_flag=True, help="Every object of the kind in the namespace.")
 @wait_option
 @click.pass_context
 def delete(
-    ctx: click.Context, kind: str | None, names: tuple[str, ...], filename: str | None, namespace: str | None,
-    everything: bool, wait: str,
+    ctx: click.Context, kind: str | None, names: tuple[str, ...], filenames: tuple[str, ...], recursive: bool,
+    namespace: str | None, everything: bool, wait: str, dry_run: str,
 ) -> None:
-    """Delete objects by KIND NAME..., KIND --all, or -f FILE.
+    """Delete objects by KIND NAME..., KIND --all, or -f PATH...
 
     A namespace goes with everything in it (pods and their netns, services, workloads,
     policies); a workload goes with its pods; a pod of a workload is replaced.
+
+    \b
+    Examples:
+      kubectl delete ns policy-demo
+      kubectl delete netpol --all -n policy-demo
+      kubectl delete -f access.yaml -f policies/
+      kubectl delete -f policies/ --dry-run=server   # all must exist; nothing deleted
     """
     try:
-        lab = _lab(ctx)
-        with api.datastore(lab) as store:
-            if filename:
-                text, source = _read(filename)
-                targets = [_target_of(o) for o in objects.parse_objects(objects.load_documents(text, source), namespace)]
-            elif kind:
-                plural = edits.resource(kind)
-                if not names and not everything:
-                    raise ManifestError(["error: resource(s) were provided, but no name was specified"])
-                scope = None if not edits.is_namespaced(plural) else (namespace or DEFAULT_NAMESPACE)
-                if everything:
-                    names = tuple(v["metadata"]["name"] for v in edits.get(store, plural, scope))
-                targets = [(plural, scope, n) for n in names]
-            else:
+        strategy = _strategy(dry_run)
+        targets = [_target_of(o) for o in _read(filenames, recursive, namespace, "delete")[0]] if filenames else None
+        plural = ""
+        if targets is None:
+            if not kind:
                 raise ManifestError(["error: must specify -f FILE, or KIND NAME..., or KIND --all"])
-            changes = removal.delete(lab, store, targets)
-            _enforced(store, wait)
+            plural = edits.resource(kind)
+            if not names and not everything:
+                raise ManifestError(["error: resource(s) were provided, but no name was specified"])
+        scope = None if not plural or not edits.is_namespaced(plural) else (namespace or DEFAULT_NAMESPACE)
+        if strategy == "client" and not everything:
+            chosen = targets if targets is not None else [(plural, scope, n) for n in names]
+            changes = [removal.deletion(p, n) for p, _ns, n in chosen]
+        else:
+            lab = _lab(ctx)
+            with api.datastore(lab) as store:
+                if targets is None:
+                    if everything:
+                        names = tuple(v["metadata"]["name"] for v in edits.get(store, plural, scope))
+                    targets = [(plural, scope, n) for n in names]
+                if strategy == "client":
+                    changes = [removal.deletion(p, n) for p, _ns, n in targets]
+                else:
+                    changes = removal.delete(lab, store, targets, dry_run=strategy == "server")
+                    _enforced(store, wait)
     except (ManifestError, api.LabError) as exc:
         _fail(exc)
         return
     for change in changes:
-        click.echo(change.line())
+        click.echo(change.line() if strategy == "none" else change.dry_run_line(strategy))
 
 
 def _target_of(obj: object) -> tuple[str, str | None, str]:
@@ -315,10 +361,7 @@ def _watch(store: Any, plural: str, scope: str | None, name: str | None, all_nam
     """kubectl get --watch: one row per change of an object, until Ctrl-C (or the timeout)."""
     import queue
 
-    prefix = edits.PREFIXES.get(plural) or edits.CLUSTER_SCOPED.get(plural)
-    if prefix is None:
-        raise click.UsageError(f"--watch is not supported for {plural}")
-    prefix = f"{prefix}{scope}/" if scope and plural in edits.PREFIXES else prefix
+    prefix = registry.resolve(plural).scope(scope)
     events: queue.SimpleQueue[Any] = queue.SimpleQueue()
     cancel = store.watch_prefix(prefix, events.put)
     deadline = time.monotonic() + timeout if timeout > 0 else None

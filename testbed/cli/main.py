@@ -56,6 +56,12 @@ lab_flag = click.option("--lab", "lab_opt", metavar="LAB", default=None, help="S
 output_option = click.option(
     "-o", "--output", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
 )
+namespaces_option = click.option(
+    "-n", "--namespace", "namespaces", multiple=True, metavar="NS", help="Only these namespaces (repeatable)."
+)
+all_namespaces_option = click.option(
+    "-A", "--all-namespaces", is_flag=True, help="Every namespace, kube-system too (default: all but kube-system)."
+)
 
 
 class LazyGroup(click.Group):
@@ -272,8 +278,8 @@ def bgp_status(host: str | None, lab: str | None, fmt: str) -> None:
 @lab_option
 @click.option("--port", type=click.IntRange(1, 65535), required=True, help="Destination port.")
 @click.option("--protocol", type=click.Choice(["tcp", "udp", "sctp"]), default="tcp", show_default=True)
-@click.option("-n", "--namespace", "namespaces", multiple=True, metavar="NS", help="Only these namespaces (repeatable).")
-@click.option("-A", "--all-namespaces", is_flag=True, help="Every namespace (the default).")
+@namespaces_option
+@all_namespaces_option
 @output_option
 @fails_cleanly
 def matrix(
@@ -281,13 +287,14 @@ def matrix(
 ) -> None:
     """Measure real reachability from every pod to every pod: real connections from inside
     each pod's netns, in parallel, 1 s timeout. Rows are sources: '.' allowed, 'X' denied.
+    The cluster DNS pod (kube-system) is left out unless -n kube-system or -A asks for it.
 
     \b
     Example:
       sudo testbed matrix --port 80 -n x -n y
     """
     needs_root("matrix")
-    result = api.matrix(api.resolve_lab(lab), port, protocol, () if all_namespaces else namespaces)
+    result = api.matrix(api.resolve_lab(lab), port, protocol, () if all_namespaces else namespaces, all_namespaces)
     if fmt == "json":
         output.print_json(result.to_json())
     else:
@@ -298,15 +305,17 @@ def matrix(
 @lab_option
 @click.option("--port", type=click.IntRange(1, 65535), required=True, help="Destination port.")
 @click.option("--protocol", type=click.Choice(["tcp", "udp", "sctp"]), default="tcp", show_default=True)
-@click.option("-n", "--namespace", "namespaces", multiple=True, metavar="NS", help="Only these namespaces (repeatable).")
+@namespaces_option
+@all_namespaces_option
 @output_option
 @fails_cleanly
-def verify(lab: str | None, port: int, protocol: str, namespaces: tuple[str, ...], fmt: str) -> None:
+def verify(lab: str | None, port: int, protocol: str, namespaces: tuple[str, ...], all_namespaces: bool, fmt: str) -> None:
     """Measure the reachability matrix and compare it with what the policies mean (the
-    oracle); wrong cells are marked '!'. Exits 1 if any cell is wrong."""
+    oracle); wrong cells are marked '!'. Exits 1 if any cell is wrong. The pods are
+    those of `testbed matrix` (kube-system only with -n kube-system or -A)."""
     needs_root("verify")
     chosen = api.resolve_lab(lab)
-    measured = api.matrix(chosen, port, protocol, namespaces)
+    measured = api.matrix(chosen, port, protocol, () if all_namespaces else namespaces, all_namespaces)
     expected = api.expected_matrix(chosen, measured)
     wrong = [
         {"src": measured.pods[i], "dst": measured.pods[j], "measured": measured.cells[i][j], "expected": expected.cells[i][j]}

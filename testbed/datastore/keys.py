@@ -35,6 +35,7 @@ CONTROLLERS = REGISTRY + "controllers/"  # <ns>/<name>: ReplicationController
 DAEMONSETS = REGISTRY + "daemonsets/"  # <ns>/<name>
 K8S_NODES = REGISTRY + "minions/"  # <host>: Kubernetes Node (v1), written by the kubelet
 LEASES = REGISTRY + "leases/"  # kube-node-lease/<host>: the kubelet's heartbeat
+NETWORK_POLICIES = REGISTRY + "networkpolicies/"  # <ns>/<name>
 OTHER_OBJECTS = REGISTRY + "other/"  # <kind plural>.<group>/<ns or _cluster>/<name>: stored only
 
 # The testbed's own record of the lab (name, topology, source, options, created).

@@ -8,89 +8,31 @@ from typing import Any
 from testbed.datastore import keys, records
 from testbed.datastore.base import Datastore
 from testbed.kube.errors import ManifestError
-from testbed.kube.objects import NETWORK_POLICIES, POLICY_KIND, STORED_ONLY, Change, policy_key
+from testbed.kube import registry
+from testbed.kube.objects import POLICY_KIND, Change, policy_key
 from testbed.labels import label_key_problem, label_value_problem
 
-KINDS = {
-    "networkpolicy": "networkpolicies", "networkpolicies": "networkpolicies", "netpol": "networkpolicies",
-    "namespace": "namespaces", "namespaces": "namespaces", "ns": "namespaces",
-    "pod": "pods", "pods": "pods", "po": "pods",
-    "service": "services", "services": "services", "svc": "services",
-    "deployment": "deployments", "deployments": "deployments", "deploy": "deployments",
-    "replicaset": "replicasets", "replicasets": "replicasets", "rs": "replicasets",
-    "replicationcontroller": "replicationcontrollers", "replicationcontrollers": "replicationcontrollers",
-    "rc": "replicationcontrollers",
-    "node": "nodes", "nodes": "nodes", "no": "nodes",
-}  # fmt: skip
-for _kind, (_group, _plural, _namespaced) in STORED_ONLY.items():
-    for _alias in (_kind.lower(), _plural, f"{_plural}.{_group}" if _group else _plural):
-        KINDS.setdefault(_alias, _plural)
-    KINDS.setdefault(f"{_kind.lower()}.{_group}" if _group else _kind.lower(), _plural)
-
-# plural -> where its objects live (a prefix + "<ns>/<name>"), for namespaced kinds
-PREFIXES = {
-    "pods": keys.PODS,
-    "services": keys.SERVICES,
-    "deployments": keys.DEPLOYMENTS,
-    "replicasets": keys.REPLICASETS,
-    "replicationcontrollers": keys.CONTROLLERS,
-    "networkpolicies": NETWORK_POLICIES,
-}
-CLUSTER_SCOPED = {"namespaces": keys.K8S_NAMESPACES, "nodes": keys.NODES}
-
-# plural -> how kubectl names one object of the kind in result lines and `-o name`
-SINGULARS = {
-    "pods": "pod", "services": "service", "deployments": "deployment.apps", "replicasets": "replicaset.apps",
-    "replicationcontrollers": "replicationcontroller", "networkpolicies": POLICY_KIND, "namespaces": "namespace",
-    "nodes": "node",
-}  # fmt: skip
+def resource(name: str) -> str:
+    """The plural of the kind kubectl's ``name`` means; kubectl's error line if none."""
+    try:
+        return registry.resolve(name).plural
+    except registry.UnknownKind as exc:
+        raise ManifestError([str(exc)]) from None
 
 
 def singular(plural: str) -> str:
-    """``SINGULARS``, or a stored-only kind's lower-case name qualified by its API group."""
-    if plural in SINGULARS:
-        return SINGULARS[plural]
-    for kind, (group, name, _namespaced) in STORED_ONLY.items():
-        if name == plural:
-            return f"{kind.lower()}.{group}" if group else kind.lower()
-    raise KeyError(plural)
-
-
-def resource(kind: str) -> str:
-    found = KINDS.get(kind.lower())
-    if found is None:
-        raise ManifestError([f'error: the server doesn\'t have a resource type "{kind}"'])
-    return found
+    return registry.resolve(plural).singular
 
 
 def is_namespaced(plural: str) -> bool:
-    if plural in CLUSTER_SCOPED:
-        return False
-    for group, name, namespaced in STORED_ONLY.values():
-        if name == plural:
-            return namespaced
-    return True
-
-
-def stored_prefix(plural: str) -> str:
-    for group, name, _namespaced in STORED_ONLY.values():
-        if name == plural:
-            return f"{keys.OTHER_OBJECTS}{name}.{group}/" if group else f"{keys.OTHER_OBJECTS}{name}/"
-    raise KeyError(plural)
+    return registry.resolve(plural).namespaced
 
 
 def get(store: Datastore, kind: str, namespace: str | None, name: str | None = None) -> list[dict[str, Any]]:
     """Objects of a kind (``namespace`` None = all namespaces), sorted by namespace and name."""
-    plural = resource(kind)
-    if plural in CLUSTER_SCOPED:
-        values = list(store.list(CLUSTER_SCOPED[plural]).values())
-    elif plural in PREFIXES:
-        prefix = PREFIXES[plural]
-        values = list(store.list(f"{prefix}{namespace}/" if namespace else prefix).values())
-    else:
-        prefix = stored_prefix(plural)
-        scope = (namespace if is_namespaced(plural) else "_cluster") if namespace or not is_namespaced(plural) else None
-        values = list(store.list(f"{prefix}{scope}/" if scope else prefix).values())
+    entry = registry.resolve(resource(kind))
+    plural = entry.plural
+    values = list(store.list(entry.scope(namespace)).values())
     values.sort(key=lambda v: (v.get("metadata", {}).get("namespace", ""), v.get("metadata", {}).get("name", "")))
     if name is not None:
         values = [v for v in values if v.get("metadata", {}).get("name") == name]
@@ -101,7 +43,7 @@ def get(store: Datastore, kind: str, namespace: str | None, name: str | None = N
 
 def delete_policies(store: Datastore, namespace: str, names: Sequence[str], everything: bool) -> list[Change]:
     if everything:
-        found = store.list(f"{NETWORK_POLICIES}{namespace}/")
+        found = store.list(registry.BY_KIND["NetworkPolicy"].scope(namespace))
         names = [k.rsplit("/", 1)[-1] for k in found]
     missing = [n for n in names if store.get(policy_key(namespace, n)) is None]
     if missing:

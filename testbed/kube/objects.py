@@ -1,35 +1,34 @@
-"""Kubernetes objects in the lab's etcd: read manifests, check them all, then store them.
+"""Kubernetes objects in the lab's etcd: check every manifest document, then store them.
 
-What ``testbed kubectl`` does for Namespace and NetworkPolicy: multi-document YAML from a
-file or stdin, every document validated before anything is written (one bad document and
-nothing is stored), kubectl's own result lines. Namespaces also update the Calico profile
-``kns.<ns>`` whose labels policy selectors see; pod labels update the WorkloadEndpoint.
+What ``testbed kubectl`` does with the documents ``sources`` read: every document
+validated before anything is written (one bad document and nothing is stored), kubectl's
+own result lines, and a dry run that computes the same lines without writing. Namespaces
+also update the Calico profile ``kns.<ns>`` whose labels policy selectors see; pod labels
+update the WorkloadEndpoint.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from testbed.datastore import keys, records
 from testbed.datastore.base import Datastore
-from testbed.kube import workloads
+from testbed.kube import registry, workloads
 from testbed.kube.errors import ManifestError, dns_label_problems
-from testbed.kube.policy import network_policy_to_dict, parse_network_policy
+from testbed.kube.policy import network_policy_to_dict
+from testbed.kube.sources import Document
 from testbed.runtime.plan import NamespacePlan
 from testbed.labels import label_key_problem, label_value_problem
 
-POLICY_KIND = "networkpolicy.networking.k8s.io"
-NETWORK_POLICIES = keys.REGISTRY + "networkpolicies/"
+POLICY_KIND = registry.BY_KIND["NetworkPolicy"].singular
 
 
 def policy_key(namespace: str, name: str) -> str:
-    return f"{NETWORK_POLICIES}{namespace}/{name}"
+    return registry.BY_KIND["NetworkPolicy"].key(namespace, name)
 
 
 @dataclass(frozen=True)
@@ -44,23 +43,16 @@ class Change:
             return f"{self.kind}/{self.name} {self.verb}"
         return f'{self.kind} "{self.name}" {self.verb}'
 
+    def dry_run_line(self, strategy: str) -> str:
+        """The line of a dry run (``client`` or ``server``), as today's kubectl prints it:
+        ``kind/name created (dry run)``; deletions keep ``kind "name" deleted (...)``."""
+        suffix = DRY_RUN_SUFFIXES[strategy]
+        if self.verb == "deleted":
+            return f"{self.line()} {suffix}"
+        return f"{self.kind}/{self.name} {self.verb} {suffix}"
 
-# Kinds that do not touch networking: stored and listed as a cluster would, nothing more.
-# kind -> (API group, plural, namespaced)
-STORED_ONLY: dict[str, tuple[str, str, bool]] = {
-    "ClusterRole": ("rbac.authorization.k8s.io", "clusterroles", False),
-    "ClusterRoleBinding": ("rbac.authorization.k8s.io", "clusterrolebindings", False),
-    "Role": ("rbac.authorization.k8s.io", "roles", True),
-    "RoleBinding": ("rbac.authorization.k8s.io", "rolebindings", True),
-    "ServiceAccount": ("", "serviceaccounts", True),
-    "ConfigMap": ("", "configmaps", True),
-    "Secret": ("", "secrets", True),
-    "LimitRange": ("", "limitranges", True),
-    "ResourceQuota": ("", "resourcequotas", True),
-    "PodSecurityPolicy": ("policy", "podsecuritypolicies", False),
-    "ClusterImagePolicy": ("securityenforcement.admission.cloud.ibm.com", "clusterimagepolicies", False),
-    "ImagePolicy": ("securityenforcement.admission.cloud.ibm.com", "imagepolicies", True),
-}
+
+DRY_RUN_SUFFIXES = {"client": "(dry run)", "server": "(server dry run)"}
 
 
 @dataclass(frozen=True)
@@ -74,17 +66,15 @@ class StoredObject:
 
     @property
     def resource(self) -> str:
-        group, plural, _ = STORED_ONLY[self.kind]
-        return f"{plural}.{group}" if group else plural
+        return registry.BY_KIND[self.kind].resource
 
     @property
     def singular(self) -> str:
-        group = STORED_ONLY[self.kind][0]
-        return f"{self.kind.lower()}.{group}" if group else self.kind.lower()
+        return registry.BY_KIND[self.kind].singular
 
     @property
     def key(self) -> str:
-        return f"{keys.OTHER_OBJECTS}{self.resource}/{self.namespace or '_cluster'}/{self.name}"
+        return registry.BY_KIND[self.kind].key(self.namespace, self.name)
 
 
 def parse_stored(obj: Mapping[str, Any], default_namespace: str) -> StoredObject:
@@ -93,35 +83,16 @@ def parse_stored(obj: Mapping[str, Any], default_namespace: str) -> StoredObject
     name = metadata.get("name")
     if not isinstance(name, str) or not name:
         raise ManifestError([f'The {kind} "" is invalid: metadata.name: Required value: name or generateName is required'])
-    if not isinstance(obj.get("apiVersion"), str) or "/" not in str(obj.get("apiVersion")) and STORED_ONLY[kind][0]:
-        raise ManifestError([f'error: unable to recognize: no matches for kind "{kind}" in version "{obj.get("apiVersion")}"'])
-    namespaced = STORED_ONLY[kind][2]
+    entry = registry.BY_KIND[kind]
+    version = obj.get("apiVersion")
+    if not isinstance(version, str) or "/" not in version and entry.group:
+        raise ManifestError([f'error: unable to recognize: no matches for kind "{kind}" in version "{version}"'])
+    namespaced = entry.namespaced
     namespace = (metadata.get("namespace") or default_namespace) if namespaced else None
     manifest = json.loads(json.dumps(dict(obj)))
     if namespace:
         manifest.setdefault("metadata", {})["namespace"] = namespace
     return StoredObject(kind, namespace, name, manifest)
-
-
-def load_documents(text: str, source: str) -> list[dict[str, Any]]:
-    """Every non-empty YAML document of a manifest; one-line errors naming the source."""
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        raise ManifestError([f"error: error parsing {source}:{where}: {getattr(exc, 'problem', exc)}"]) from None
-    objects: list[dict[str, Any]] = []
-    for doc in docs:
-        if isinstance(doc, dict) and doc.get("kind") == "List" and isinstance(doc.get("items"), list):
-            objects.extend(item for item in doc["items"] if isinstance(item, dict))
-        elif isinstance(doc, dict):
-            objects.append(doc)
-        else:
-            raise ManifestError([f"error: error validating {source}: a document is not an object"])
-    if not objects:
-        raise ManifestError([f"error: no objects passed to apply ({source} is empty)"])
-    return objects
 
 
 @dataclass(frozen=True)
@@ -155,29 +126,28 @@ def parse_namespace(obj: Mapping[str, Any]) -> NamespaceObject:
     return NamespaceObject(name, tuple(sorted((str(k), str(v)) for k, v in labels.items())))
 
 
+def parse_namespace_manifest(obj: Mapping[str, Any], _default_namespace: str) -> NamespaceObject:
+    """``parse_namespace`` as the registry calls every kind's parser."""
+    return parse_namespace(obj)
+
+
+# Kinds a manifest may create: the registry's, less those only the lab itself writes.
+WRITABLE = tuple(k for k in registry.KINDS if k.kind != "Node")
+
+
 def parse_objects(objects: Iterable[Mapping[str, Any]], namespace: str | None) -> list[object]:
-    """Each manifest as NamespaceObject or NetworkPolicy; all problems of all documents."""
+    """Each manifest checked by its kind's parser (the registry's); all problems of all documents."""
     parsed: list[object] = []
     problems: list[str] = []
     for obj in objects:
-        kind = obj.get("kind")
+        kind = registry.of_kind(str(obj.get("kind")))
         try:
-            if kind == "Namespace":
-                parsed.append(parse_namespace(obj))
-            elif kind == "NetworkPolicy":
-                parsed.append(parse_network_policy(dict(obj), default_namespace=namespace or "default"))
-            elif kind in workloads.KINDS:
-                parsed.append(workloads.parse_workload(obj, namespace or "default"))
-            elif kind == "Service":
-                from testbed.kube import services  # noqa: PLC0415 - kube-proxy's model, only for Services
-
-                parsed.append(services.parse_service(dict(obj), namespace or "default"))
-            elif kind in STORED_ONLY:
-                parsed.append(parse_stored(obj, namespace or "default"))
+            if kind is not None and kind in WRITABLE:
+                parsed.append(kind.parse(obj, namespace or "default"))
             else:
-                known = ", ".join(sorted(["Namespace", "NetworkPolicy", "Service", *workloads.KINDS, *STORED_ONLY]))
+                known = ", ".join(sorted(k.kind for k in WRITABLE))
                 problems.append(
-                    f'error: unable to recognize: no matches for kind "{kind}" in version "{obj.get("apiVersion")}"'
+                    f'error: unable to recognize: no matches for kind "{obj.get("kind")}" in version "{obj.get("apiVersion")}"'
                     f" (this lab knows {known})"
                 )
         except ManifestError as exc:
@@ -185,6 +155,60 @@ def parse_objects(objects: Iterable[Mapping[str, Any]], namespace: str | None) -
     if problems:
         raise ManifestError(problems)
     return parsed
+
+
+def parse_documents(documents: Sequence[Document], namespace: str | None, *, enforce_namespace: bool = False) -> list[object]:
+    """``parse_objects`` over documents read from files: each problem names its file.
+
+    ``enforce_namespace`` (kubectl's ``-n`` given): a namespaced object whose own
+    ``metadata.namespace`` is another one is refused, with kubectl's line.
+    """
+    parsed: list[object] = []
+    problems: list[str] = []
+    for document in documents:
+        try:
+            (obj,) = parse_objects([document.body], namespace)
+        except ManifestError as exc:
+            problems += [_naming_source(line, document.source) for line in exc.lines]
+            continue
+        own = getattr(obj, "namespace", None)
+        if enforce_namespace and own is not None and own != namespace:
+            problems.append(
+                f'error: the namespace from the provided object "{own}" does not match the namespace "{namespace}". '
+                f"You must pass '--namespace={own}' to perform this operation."
+            )
+            continue
+        parsed.append(obj)
+    if problems:
+        raise ManifestError(list(dict.fromkeys(problems)))
+    return parsed
+
+
+def _naming_source(line: str, source: str) -> str:
+    """A validation problem with the file it is in, in kubectl's words."""
+    if line.startswith("error: unable to recognize: "):
+        return f'error: unable to recognize "{source}": ' + line[len("error: unable to recognize: "):]
+    return f'error: error validating "{source}": ' + line.removeprefix("error: ")
+
+
+def change_kind(obj: object) -> str:
+    """The kind a result line names for a parsed object (``networkpolicy.networking.k8s.io``)."""
+    from testbed.model.policy import NetworkPolicy  # noqa: PLC0415 - keeps the import graph flat
+
+    if isinstance(obj, NamespaceObject):
+        return "namespace"
+    if isinstance(obj, StoredObject):
+        return obj.singular
+    if isinstance(obj, workloads.Workload):
+        return obj.resource
+    if isinstance(obj, NetworkPolicy):
+        return POLICY_KIND
+    return "service"
+
+
+def planned_changes(parsed: Sequence[object]) -> list[Change]:
+    """What a client dry run reports: every object ``created``, in manifest order (no store read)."""
+    return [Change(change_kind(obj), obj.name, "created", slash=isinstance(obj, StoredObject)) for obj in parsed]  # type: ignore[attr-defined]
 
 
 def namespace_values(lab: str, ns: NamespaceObject, created: float) -> dict[str, dict[str, Any]]:
@@ -208,11 +232,16 @@ def _is_same(current: dict[str, Any] | None, value: dict[str, Any]) -> bool:
     return bare(current) == bare(value)
 
 
-def store_objects(store: Datastore, lab: str, parsed: list[object], *, create_only: bool) -> list[Change]:
+def store_objects(
+    store: Datastore, lab: str, parsed: list[object], *, create_only: bool, dry_run: bool = False,
+    sources: Sequence[str] | None = None,
+) -> list[Change]:
     """Write parsed objects (namespaces first), then run the workload controllers.
 
     kubectl's verbs: created/configured/unchanged. Any problem (a missing namespace, an
-    object that exists for ``create``) and nothing at all is written.
+    object that exists for ``create``) and nothing at all is written. ``dry_run`` (kubectl's
+    ``--dry-run=server``): the same checks and lines, then nothing written and no
+    controller run. ``sources``: the file of each object, named in its problems.
     """
     from testbed.kube import controller  # noqa: PLC0415 - the runtime is needed only for workloads
     from testbed.model.policy import NetworkPolicy  # noqa: PLC0415 - keeps the import graph flat
@@ -225,14 +254,25 @@ def store_objects(store: Datastore, lab: str, parsed: list[object], *, create_on
     namespaces = {k[len(keys.K8S_NAMESPACES):] for k in stored_namespaces}
     touched_namespaces: set[str] = set()
 
-    def check_namespace(namespace: str) -> bool:
+    def server_error(reason: str, message: str, position: int) -> None:
+        source = f'error when creating "{sources[position]}": ' if sources else ""
+        problems.append(f"Error from server ({reason}): {source}{message}")
+
+    def check_namespace(namespace: str, position: int) -> bool:
         if namespace not in namespaces:
-            problems.append(f'Error from server (NotFound): namespaces "{namespace}" not found')
+            server_error("NotFound", f'namespaces "{namespace}" not found', position)
             return False
         return True
 
-    def exists_problem(resource: str, name: str) -> None:
-        problems.append(f'Error from server (AlreadyExists): {resource} "{name}" already exists')
+    def exists_problem(resource: str, name: str, position: int) -> None:
+        server_error("AlreadyExists", f'{resource} "{name}" already exists', position)
+
+    def current_of(key: str) -> dict[str, Any] | None:
+        """The value under ``key`` as an earlier document of these manifests left it, else
+        as stored (an object in two files: created, then configured or unchanged)."""
+        if key in writes:
+            return writes[key]
+        return stored_namespaces.get(key) if key.startswith(keys.K8S_NAMESPACES) else store.get(key)
 
     def write(key: str, current: dict[str, Any] | None, value: dict[str, Any], same: bool) -> str:
         """kubectl's verb for storing ``value`` over ``current``; queues the write if any."""
@@ -246,9 +286,9 @@ def store_objects(store: Datastore, lab: str, parsed: list[object], *, create_on
         obj = parsed[position]
         starts.append((position, len(changes)))
         if isinstance(obj, NamespaceObject):
-            current = stored_namespaces.get(keys.k8s_namespace(obj.name))
+            current = current_of(keys.k8s_namespace(obj.name))
             if current is not None and create_only:
-                exists_problem("namespaces", obj.name)
+                exists_problem("namespaces", obj.name, position)
                 continue
             old_labels = tuple(sorted((current or {}).get("metadata", {}).get("labels", {}).items()))
             wanted = namespace_values(lab, obj, created)
@@ -257,29 +297,29 @@ def store_objects(store: Datastore, lab: str, parsed: list[object], *, create_on
             if verb != "unchanged":
                 writes.update(wanted)
             namespaces.add(obj.name)
-            changes.append(Change("namespace", obj.name, verb))
+            changes.append(Change(change_kind(obj), obj.name, verb))
         elif isinstance(obj, StoredObject):
-            if obj.namespace is not None and not check_namespace(obj.namespace):
+            if obj.namespace is not None and not check_namespace(obj.namespace, position):
                 continue
-            current = store.get(obj.key)
+            current = current_of(obj.key)
             if current is not None and create_only:
-                exists_problem(obj.resource, obj.name)
+                exists_problem(obj.resource, obj.name, position)
                 continue
             value = dict(obj.manifest)
             value["metadata"] = {**value.get("metadata", {}), "creationTimestamp": (current or {}).get(
                 "metadata", {}).get("creationTimestamp", records.timestamp(created))}
             verb = write(obj.key, current, value, _is_same(current, value))
-            changes.append(Change(obj.singular, obj.name, verb, slash=True))
+            changes.append(Change(change_kind(obj), obj.name, verb, slash=True))
         elif type(obj).__name__ == "Service":
             from testbed.kube import services  # noqa: PLC0415
 
             assert isinstance(obj, services.Service)
-            if not check_namespace(obj.namespace):
+            if not check_namespace(obj.namespace, position):
                 continue
             key = keys.service(obj.namespace, obj.name)
-            current = store.get(key)
+            current = current_of(key)
             if current is not None and create_only:
-                exists_problem("services", obj.name)
+                exists_problem("services", obj.name, position)
                 continue
             try:
                 value = services.store_value(store, obj, current, created, pending=writes)
@@ -287,38 +327,40 @@ def store_objects(store: Datastore, lab: str, parsed: list[object], *, create_on
                 problems += exc.lines
                 continue
             verb = write(key, current, value, _is_same(current, value))
-            changes.append(Change("service", obj.name, verb))
+            changes.append(Change(change_kind(obj), obj.name, verb))
         elif isinstance(obj, NetworkPolicy):
-            if not check_namespace(obj.namespace):
+            if not check_namespace(obj.namespace, position):
                 continue
             key = policy_key(obj.namespace, obj.name)
-            current = store.get(key)
+            current = current_of(key)
             if current is not None and create_only:
-                exists_problem("networkpolicies.networking.k8s.io", obj.name)
+                exists_problem("networkpolicies.networking.k8s.io", obj.name, position)
                 continue
             value = network_policy_to_dict(obj)
             value.setdefault("metadata", {})["creationTimestamp"] = (current or {}).get("metadata", {}).get(
                 "creationTimestamp", records.timestamp(created)
             )
             verb = write(key, current, value, current == value)
-            changes.append(Change(POLICY_KIND, obj.name, verb))
+            changes.append(Change(change_kind(obj), obj.name, verb))
         elif isinstance(obj, workloads.Workload):
-            if not check_namespace(obj.namespace):
+            if not check_namespace(obj.namespace, position):
                 continue
             key = controller.workload_key(obj.kind, obj.namespace, obj.name)
-            current = store.get(key)
+            current = current_of(key)
             if current is not None and create_only:
-                exists_problem(obj.plural, obj.name)
+                exists_problem(obj.plural, obj.name, position)
                 continue
             if obj.kind == "Pod":  # pods are made by the controller code, not stored as given
-                changes.append(Change("pod", obj.name, "created" if current is None else "unchanged"))
+                changes.append(Change(change_kind(obj), obj.name, "created" if current is None else "unchanged"))
                 continue
             value = controller.stored_value(lab, obj, current, created)
             verb = write(key, current, value, _is_same(current, value))
             touched_namespaces.add(obj.namespace)
-            changes.append(Change(obj.resource, obj.name, verb))
+            changes.append(Change(change_kind(obj), obj.name, verb))
     if problems:
         raise ManifestError(list(dict.fromkeys(problems)))
+    if dry_run:
+        return in_manifest_order(changes, starts)
     if writes:
         store.put_many(writes)
     if any(c.kind == "service" and c.verb == "created" for c in changes):

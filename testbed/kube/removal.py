@@ -11,41 +11,44 @@ from collections.abc import Iterable
 
 from testbed.datastore import keys
 from testbed.datastore.base import Datastore
-from testbed.kube import controller, edits
+from testbed.kube import controller, registry
 from testbed.kube.errors import ManifestError
-from testbed.kube.objects import STORED_ONLY, Change, policy_key
+from testbed.kube.objects import Change
 
-_WORKLOAD_KINDS = {"deployments": "Deployment", "replicasets": "ReplicaSet", "replicationcontrollers": "ReplicationController"}
+_WORKLOAD_KINDS = ("Deployment", "ReplicaSet", "ReplicationController")
 
 
 def _not_found(plural: str, name: str) -> str:
-    resource = {"deployments": "deployments.apps", "replicasets": "replicasets.apps",
-                "networkpolicies": "networkpolicies.networking.k8s.io"}.get(plural, plural)  # fmt: skip
-    return f'Error from server (NotFound): {resource} "{name}" not found'
+    return f'Error from server (NotFound): {registry.resolve(plural).resource} "{name}" not found'
 
 
 def _key(plural: str, namespace: str | None, name: str) -> str:
-    if plural == "namespaces":
-        return keys.k8s_namespace(name)
-    if plural == "networkpolicies":
-        return policy_key(namespace or "default", name)
-    if plural in edits.PREFIXES:
-        return f"{edits.PREFIXES[plural]}{namespace}/{name}"
-    return f"{edits.stored_prefix(plural)}{namespace or '_cluster'}/{name}"
+    return registry.resolve(plural).key(namespace, name)
 
 
-def delete(lab: str, store: Datastore, targets: Iterable[tuple[str, str | None, str]]) -> list[Change]:
-    """Delete each (plural, namespace, name); all must exist, or nothing is deleted."""
+def deletion(plural: str, name: str) -> Change:
+    """The result line of deleting one object (kubectl's `pod "x" deleted`)."""
+    entry = registry.resolve(plural)
+    return Change(entry.singular, name, "deleted", slash=entry.stored_only)
+
+
+def delete(
+    lab: str, store: Datastore, targets: Iterable[tuple[str, str | None, str]], *, dry_run: bool = False
+) -> list[Change]:
+    """Delete each (plural, namespace, name); all must exist, or nothing is deleted.
+    ``dry_run`` (``--dry-run=server``): the same check and lines, nothing deleted."""
     targets = list(targets)
     missing = [_not_found(p, n) for p, ns, n in targets if store.get(_key(p, ns, n)) is None]
     if missing:
         raise ManifestError(missing)
+    if dry_run:
+        return [deletion(plural, name) for plural, _namespace, name in targets]
     changes: list[Change] = []
     for plural, namespace, name in targets:
         if plural == "namespaces":
             delete_namespace(lab, store, name)
-        elif plural in _WORKLOAD_KINDS:
-            controller.delete_workload(lab, store, _WORKLOAD_KINDS[plural], namespace or "default", name)
+        elif registry.resolve(plural).kind in _WORKLOAD_KINDS:
+            controller.delete_workload(lab, store, registry.resolve(plural).kind, namespace or "default", name)
         elif plural == "pods":
             from testbed.runtime import pods  # noqa: PLC0415
 
@@ -53,7 +56,7 @@ def delete(lab: str, store: Datastore, targets: Iterable[tuple[str, str | None, 
             controller.reconcile(lab, store, [namespace or "default"])
         else:
             store.delete(_key(plural, namespace, name))
-        changes.append(Change(edits.singular(plural), name, "deleted", slash=plural not in edits.SINGULARS))
+        changes.append(deletion(plural, name))
     return changes
 
 
@@ -64,10 +67,9 @@ def delete_namespace(lab: str, store: Datastore, name: str) -> None:
         store.delete_prefix(f"{prefix}{name}/")
     for pod_key in list(store.list(keys.pods_in(name))):
         pods.delete_pod(lab, name, keys.name_of(pod_key), store)
-    store.delete_prefix(policy_key(name, ""))
-    for _group, plural, namespaced in STORED_ONLY.values():
-        if namespaced:
-            store.delete_prefix(f"{edits.stored_prefix(plural)}{name}/")
+    for kind in registry.namespaced_kinds():
+        if kind.kind != "Pod":
+            store.delete_prefix(kind.scope(name))
     for key in (keys.k8s_namespace(name), keys.namespace_profile(name), keys.service_account_profile(name)):
         store.delete(key)
 

@@ -16,7 +16,7 @@ from typing import Any
 from testbed.datastore import keys, records
 from testbed.datastore.base import Datastore
 from testbed.kube.errors import ManifestError
-from testbed.kube.objects import NETWORK_POLICIES
+from testbed.datastore.keys import NETWORK_POLICIES
 from testbed.kube.policy import parse_network_policy
 from testbed.model.policy import Endpoint, Namespace, NetworkPolicy
 

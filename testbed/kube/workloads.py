@@ -17,17 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from testbed import images
+from testbed.kube import registry
 from testbed.kube.errors import FieldReport, ManifestError, dns_subdomain_problems, port_name_problems
 from testbed.kube.policy import METADATA_FIELDS
 from testbed.model.policy import NamedPort
 
-# kind -> (accepted apiVersions, its name in kubectl's result lines, its plural resource)
-KINDS: dict[str, tuple[tuple[str, ...], str, str]] = {
-    "Pod": (("v1",), "pod", "pods"),
-    "Deployment": (("apps/v1", "apps/v1beta1", "apps/v1beta2", "extensions/v1beta1"), "deployment.apps", "deployments.apps"),
-    "ReplicaSet": (("apps/v1", "apps/v1beta2", "extensions/v1beta1"), "replicaset.apps", "replicasets.apps"),
-    "ReplicationController": (("v1",), "replicationcontroller", "replicationcontrollers"),
-}
+KINDS = ("Pod", "Deployment", "ReplicaSet", "ReplicationController")  # their facts: testbed.kube.registry
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 # Kubernetes' safe alphabet for generated names (no vowels, no 0/1/3: no words, no look-alikes).
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -59,11 +54,13 @@ class Workload:
 
     @property
     def resource(self) -> str:
-        return KINDS[self.kind][1]
+        """kubectl's name for one of them in result lines: ``deployment.apps``."""
+        return registry.BY_KIND[self.kind].singular
 
     @property
     def plural(self) -> str:
-        return KINDS[self.kind][2]
+        """kubectl's resource name in errors: ``deployments.apps``."""
+        return registry.BY_KIND[self.kind].resource
 
     def selects(self, labels: Mapping[str, str]) -> bool:
         return all(labels.get(k) == v for k, v in self.selector)
@@ -161,9 +158,8 @@ def _replicas(rep: FieldReport, value: object, path: str) -> int:
 def parse_workload(obj: Mapping[str, Any], default_namespace: str = "default") -> Workload:
     """A Pod, Deployment, ReplicaSet or ReplicationController manifest, checked whole."""
     kind = str(obj.get("kind"))
-    versions = KINDS[kind][0]
     version = str(obj.get("apiVersion"))
-    if version not in versions:
+    if not registry.accepts(registry.BY_KIND[kind], version):
         raise ManifestError([f'error: unable to recognize: no matches for kind "{kind}" in version "{version}"'])
     rep = FieldReport(kind, version)
     top = rep.mapping(obj, "", ("apiVersion", "kind", "metadata", "spec", "status")) or {}

@@ -1,10 +1,11 @@
 """A topology's manifests, once its lab is up: checked before `up` builds, applied after.
 
-Through the same code as `testbed kubectl create -f` (load_documents, parse_objects,
-store_objects), so the lab's manifests behave exactly as a user's; then `up` waits until
-the pods they made serve: a star probe answers its ``/status``, any other pod with a
-container port accepts a connection. Every check runs from inside the pod's own netns
-(its own address, over its loopback: no policy in the way, nothing from the root netns).
+Through the same code as `testbed kubectl create -f A -f B` (sources.read_documents,
+parse_documents, store_objects), so the lab's manifests behave exactly as a user's; then
+`up` waits until the pods they made serve: a star probe answers its ``/status``, any
+other pod with a container port accepts a connection. Every check runs from inside the
+pod's own netns (its own address, over its loopback: no policy in the way, nothing from
+the root netns).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from testbed import naming
@@ -33,46 +33,36 @@ class ManifestFileError(ValueError):
 
 
 @dataclass(frozen=True)
-class ParsedManifest:
-    path: str
-    objects: list[object]  # as objects.parse_objects returns them
+class ParsedManifests:
+    objects: list[object]  # as objects.parse_documents returns them, every file's in order
+    sources: list[str]  # the file of each object
 
 
-def parse_files(paths: Sequence[str]) -> list[ParsedManifest]:
-    """Every manifest read and checked (nothing stored): all problems, each naming its file."""
-    from testbed.kube import objects  # noqa: PLC0415 - the manifest machinery, only when a topology has manifests
+def parse_files(paths: Sequence[str]) -> ParsedManifests:
+    """Every manifest read and checked, as `kubectl create -f A -f B` reads them (nothing
+    stored): all problems, each naming its file."""
+    from testbed.kube import objects, sources  # noqa: PLC0415 - the manifest machinery, only when a topology has manifests
     from testbed.kube.errors import ManifestError  # noqa: PLC0415
 
-    parsed: list[ParsedManifest] = []
-    problems: list[str] = []
-    for path in paths:
-        try:
-            documents = objects.load_documents(Path(path).read_text(encoding="utf-8"), path)
-            parsed.append(ParsedManifest(path, objects.parse_objects(documents, None)))
-        except ManifestError as exc:
-            problems += [f"{path}: {line}" for line in exc.lines]
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(f"{path}: cannot read: {exc}")
-    if problems:
-        raise ManifestFileError("\n".join(problems))
-    return parsed
+    try:
+        documents = sources.read_documents(paths, verb="create")
+        return ParsedManifests(objects.parse_documents(documents, None), [d.source for d in documents])
+    except ManifestError as exc:
+        raise ManifestFileError("\n".join(exc.lines)) from None
 
 
-def apply(lab: str, store: Datastore, manifests: Sequence[ParsedManifest], say: Callable[[str], None]) -> list[object]:
-    """Store each manifest as `kubectl create -f` does, saying kubectl's lines; every object."""
+def apply(lab: str, store: Datastore, manifests: ParsedManifests, say: Callable[[str], None]) -> list[object]:
+    """Store the manifests as `kubectl create -f` does, saying kubectl's lines; every object."""
     from testbed.kube import objects  # noqa: PLC0415
     from testbed.kube.errors import ManifestError  # noqa: PLC0415
 
-    applied: list[object] = []
-    for manifest in manifests:
-        try:
-            changes = objects.store_objects(store, lab, manifest.objects, create_only=True)
-        except ManifestError as exc:
-            raise ManifestFileError("\n".join(f"{manifest.path}: {line}" for line in exc.lines)) from None
-        for change in changes:
-            say(change.line())
-        applied += manifest.objects
-    return applied
+    try:
+        changes = objects.store_objects(store, lab, manifests.objects, create_only=True, sources=manifests.sources)
+    except ManifestError as exc:
+        raise ManifestFileError("\n".join(exc.lines)) from None
+    for change in changes:
+        say(change.line())
+    return manifests.objects
 
 
 def node_ports(applied: Sequence[object]) -> list[int]:

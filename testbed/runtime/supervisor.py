@@ -35,7 +35,8 @@ LOG = logging.getLogger("testbed.supervisor")
 NAME = "supervisor"
 POLL_SECONDS = 0.25
 BACKOFF_SECONDS = 2.0  # at most one restart of a process per this many seconds
-SUPERVISED = ("felix", "bgp")
+SUPERVISED = ("felix", "bgp")  # one per host: "felix host1"
+SUPERVISED_LAB = ("controller-manager",)  # one per lab
 LOCK_FILE = "lab.lock"
 EXITED_DIR = "exited"
 
@@ -45,6 +46,7 @@ def supervised(names: Sequence[str]) -> list[str]:
     not the route reflector (``bgp rr``, BIRD: started another way)."""
     return sorted(
         {n for n in names if n.split(" ", 1)[0] in SUPERVISED and " " in n and n != f"bgp {naming.ROUTE_REFLECTOR}"}
+        | {n for n in names if n in SUPERVISED_LAB}
     )
 
 
@@ -114,6 +116,10 @@ def restart(lab: str, name: str) -> int:
             return _bgp(lab, host, recorded)
         if kind == "etcd":
             return _etcd(lab, recorded)
+        if kind in SUPERVISED_LAB:
+            from testbed.runtime import control_plane
+
+            return control_plane.start_manager(lab, recorded)
         raise RuntimeError(f"{name!r} is not a process the supervisor can start")
 
 

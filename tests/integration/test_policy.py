@@ -39,8 +39,7 @@ def verify(lab: str, port: int = 80, protocol: str = "tcp") -> dict:
 
 
 def apply(lab: str, *names: str) -> None:
-    for name in names:
-        testbed("kubectl", "--lab", lab, "apply", "-f", str(POLICIES / name))
+    testbed("kubectl", "--lab", lab, "apply", *(arg for name in names for arg in ("-f", str(POLICIES / name))))
 
 
 @pytest.mark.parametrize(

@@ -68,9 +68,10 @@ def test_what_the_supervisor_leaves_alone() -> None:
 
 
 def test_hosts_come_from_the_recorded_agents() -> None:
-    names = ["etcd", "bgp host1", "felix host1", "supervisor", "felix host2", "pod demo/a", "bgp rr"]
+    names = ["etcd", "bgp host1", "felix host1", "supervisor", "felix host2", "pod demo/a", "bgp rr", "controller-manager"]
     assert hosts_of(names) == ["host1", "host2"]
-    assert supervised(names) == ["bgp host1", "felix host1", "felix host2"]  # not the reflector, etcd, pods
+    # not the reflector, etcd, pods; the lab's one controller manager
+    assert supervised(names) == ["bgp host1", "controller-manager", "felix host1", "felix host2"]
 
 
 def test_restart_choices() -> None:

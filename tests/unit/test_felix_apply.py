@@ -472,7 +472,7 @@ def test_apply_all_stops_before_set_deletes_when_a_table_fails():
 from agents.felix.agent import Agent, Changes, Dataplane, claimable  # noqa: E402
 from testbed.datastore import keys  # noqa: E402
 from testbed.datastore.memory import MemoryDatastore  # noqa: E402
-from testbed.kube.objects import NETWORK_POLICIES  # noqa: E402
+from testbed.datastore.keys import NETWORK_POLICIES  # noqa: E402
 from testbed.kube.view import ViewCache  # noqa: E402
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from testbed.datastore import keys
 from testbed.datastore.memory import MemoryDatastore
-from testbed.kube import edits, objects
+from testbed.kube import edits, objects, sources
 from testbed.kube.errors import ManifestError
 
 DENY = """
@@ -21,7 +21,7 @@ NAMESPACE = "apiVersion: v1\nkind: Namespace\nmetadata: {name: policy-demo, labe
 
 
 def apply(store: MemoryDatastore, text: str, create_only: bool = False) -> list[str]:
-    parsed = objects.parse_objects(objects.load_documents(text, "test.yaml"), None)
+    parsed = objects.parse_objects(sources.load_documents(text, "test.yaml"), None)
     return [c.line() for c in objects.store_objects(store, "lab", parsed, create_only=create_only)]
 
 
@@ -65,7 +65,7 @@ def test_policy_needs_its_namespace() -> None:
 
 def test_yaml_errors_name_the_source_and_line() -> None:
     with pytest.raises(ManifestError, match=r"error parsing test.yaml: line 2 column"):
-        objects.load_documents("kind: Namespace\n  bad: [\n", "test.yaml")
+        sources.load_documents("kind: Namespace\n  bad: [\n", "test.yaml")
 
 
 def test_label_namespace_updates_the_profile_and_needs_overwrite() -> None:

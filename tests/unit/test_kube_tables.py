@@ -42,3 +42,35 @@ def test_kubectl_run_makes_the_labs_deployment_and_an_interactive_pod() -> None:
     pod = run_manifest("access", "policy-demo", "busybox", {"run": "access"}, ["/bin/sh"], 1, True, None, False)
     parsed = workloads.parse_workload(pod)
     assert parsed.kind == "Pod" and parsed.template.labels == (("run", "access"),) and parsed.template.command == ("/bin/sh",)
+
+
+def _pod(status: dict, deleting: bool = False, containers: int = 1) -> dict:
+    metadata = {"name": "web-abcde", "creationTimestamp": "2026-01-01T00:00:00Z"}
+    if deleting:
+        metadata["deletionTimestamp"] = "2026-01-01T00:01:00Z"
+    return {"metadata": metadata, "spec": {"containers": [{"name": f"c{i}"} for i in range(containers)]}, "status": status}
+
+
+def test_pod_columns_follow_the_kubelet_s_status() -> None:
+    from testbed.cli.kube_tables import pod_ready, pod_restarts, pod_status
+
+    creating = _pod({"phase": "Pending", "containerStatuses": [{"ready": False, "state": {"waiting": {"reason": "ContainerCreating"}}}]})
+    assert (pod_ready(creating), pod_status(creating), pod_restarts(creating)) == ("0/1", "ContainerCreating", "0")
+    crashed = _pod({"phase": "Running", "containerStatuses": [{
+        "ready": False, "restartCount": 1, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"exitCode": 137, "finishedAt": "2026-01-01T00:00:50Z"}}}]})  # fmt: skip
+    assert pod_status(crashed) == "CrashLoopBackOff"
+    assert pod_restarts(crashed, now=1767225660.0) == "1 (10s ago)"
+    two = _pod({"phase": "Running", "containerStatuses": [
+        {"ready": True, "state": {"running": {}}}, {"ready": False, "state": {"running": {}}}]}, containers=2)  # fmt: skip
+    assert (pod_ready(two), pod_status(two)) == ("1/2", "Running")
+    assert pod_status(_pod({"phase": "Running"}, deleting=True)) == "Terminating"
+    done = _pod({"phase": "Succeeded", "containerStatuses": [{"state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]})
+    assert pod_status(done) == "Completed"
+
+
+def test_node_status_from_the_ready_condition() -> None:
+    from testbed.cli.kube_tables import node_status
+
+    assert node_status({"status": {"conditions": [{"type": "Ready", "status": "True"}]}}) == "Ready"
+    assert node_status({"status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}}) == "NotReady"

@@ -1,0 +1,104 @@
+"""Waiting on status, as `kubectl wait` and `kubectl rollout status` do: the CLI, `up` and
+the pytest plugin write objects and then wait here until the controllers and kubelets
+have made them real. Predicates are pure; ``wait_for`` polls the store (bounded).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from testbed.datastore.base import Datastore
+
+Value = Mapping[str, Any]
+POLL_SECONDS = 0.05
+
+
+def condition(value: Value, kind: str) -> str | None:
+    """The status ("True", "False", "Unknown") of a condition, or None."""
+    for item in value.get("status", {}).get("conditions") or ():
+        if item.get("type") == kind:
+            return str(item.get("status"))
+    return None
+
+
+def _observed(value: Value) -> bool:
+    generation = int(value.get("metadata", {}).get("generation", 1))
+    return int(value.get("status", {}).get("observedGeneration", 0)) >= generation
+
+
+def pod_ready(value: Value) -> bool:
+    """Ready, or done (a pod that ran to completion is as far as it will get)."""
+    return condition(value, "Ready") == "True" or value.get("status", {}).get("phase") in ("Succeeded",)
+
+
+def deployment_complete(value: Value) -> bool:
+    """`kubectl rollout status`'s test: the new ReplicaSet has every replica, all available,
+    and no old pods remain."""
+    spec, status = value.get("spec", {}), value.get("status", {})
+    want = int(spec.get("replicas", 1))
+    return (
+        _observed(value)
+        and int(status.get("updatedReplicas", 0)) == want
+        and int(status.get("replicas", 0)) == want
+        and int(status.get("availableReplicas", 0)) == want
+    )
+
+
+def replicas_ready(value: Value) -> bool:
+    """A ReplicaSet or ReplicationController with all its replicas ready."""
+    want = int(value.get("spec", {}).get("replicas", 1))
+    status = value.get("status", {})
+    return _observed(value) and int(status.get("replicas", 0)) == want and int(status.get("readyReplicas", 0)) == want
+
+
+def daemon_set_ready(value: Value) -> bool:
+    status = value.get("status", {})
+    return _observed(value) and int(status.get("numberReady", 0)) == int(status.get("desiredNumberScheduled", -1))
+
+
+READY: dict[str, Callable[[Value], bool]] = {
+    "Pod": pod_ready,
+    "Deployment": deployment_complete,
+    "ReplicaSet": replicas_ready,
+    "ReplicationController": replicas_ready,
+    "DaemonSet": daemon_set_ready,
+}
+
+
+def is_ready(value: Value) -> bool:
+    """Whether an object of a kind with a readiness notion is ready (True for other kinds)."""
+    check = READY.get(str(value.get("kind")))
+    return True if check is None else check(value)
+
+
+def wait_for(
+    store: Datastore,
+    keys: Sequence[str],
+    done: Callable[[Value | None], bool],
+    timeout: float,
+    what: str = "ready",
+) -> float:
+    """Poll until ``done`` holds for the value under every key (None: the key is gone);
+    seconds waited. TimeoutError naming the keys that are not."""
+    started = time.monotonic()
+    pending = list(keys)
+    while True:
+        pending = [k for k in pending if not done(store.get(k))]
+        if not pending:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            shown = ", ".join(k.removeprefix("/registry/") for k in pending[:5])
+            more = f" and {len(pending) - 5} more" if len(pending) > 5 else ""
+            raise TimeoutError(f"not {what} within {timeout:g} s: {shown}{more}")
+        time.sleep(POLL_SECONDS)
+
+
+def wait_ready(store: Datastore, keys: Sequence[str], timeout: float) -> float:
+    """Until every object is ready (an object that is gone is not)."""
+    return wait_for(store, keys, lambda v: v is not None and is_ready(v), timeout)
+
+
+def wait_gone(store: Datastore, keys: Sequence[str], timeout: float) -> float:
+    return wait_for(store, keys, lambda v: v is None, timeout, what="deleted")
