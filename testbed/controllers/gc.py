@@ -29,24 +29,21 @@ from typing import Any
 from testbed.controllers import objects as obj
 from testbed.datastore import keys, records
 from testbed.datastore.base import Datastore, Value, Versioned, WatchEvent, delete_if, put_if
+from testbed.kube import registry
 
 LOG = logging.getLogger("testbed.controllers.gc")
 FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
 
-# kind -> (key prefix, namespaced), for the kinds a lab stores under their own prefix.
-OWNER_KINDS: dict[str, tuple[str, bool]] = {
-    "Pod": (keys.PODS, True),
-    "ReplicaSet": (keys.REPLICASETS, True),
-    "Deployment": (keys.DEPLOYMENTS, True),
-    "ReplicationController": (keys.CONTROLLERS, True),
+# Owner kinds the registry (``testbed.kube.registry``: kubectl's kinds) does not hold
+# yet, and Node: the registry's Node is Calico's (what `kubectl get nodes` lists today);
+# an ownerReference to a Node means the kubelet's Kubernetes Node. kind -> (prefix, namespaced)
+EXTRA_KINDS: dict[str, tuple[str, bool]] = {
     "DaemonSet": (keys.DAEMONSETS, True),
-    "Service": (keys.SERVICES, True),
     "Endpoints": (keys.REGISTRY + "services/endpoints/", True),
     "EndpointSlice": (keys.REGISTRY + "endpointslices/", True),
     "Lease": (keys.LEASES, True),
     "Node": (keys.K8S_NODES, False),
-    "Namespace": (keys.K8S_NAMESPACES, False),
 }
 
 
@@ -56,25 +53,15 @@ def owner_key(ref: Mapping[str, Any], namespace: str | None) -> str | None:
     kind, name = str(ref.get("kind", "")), str(ref.get("name", ""))
     if not name:
         return None
-    if kind in OWNER_KINDS:
-        prefix, namespaced = OWNER_KINDS[kind]
+    if kind in EXTRA_KINDS:
+        prefix, namespaced = EXTRA_KINDS[kind]
         if not namespaced:
             return prefix + name
         return keys.namespaced(prefix, namespace, name) if namespace else None
-    # The kinds kubectl only stores (and NetworkPolicy) are kube.objects' facts; it is
-    # imported here, not at the top, because it brings the manifest parsers (yaml) that
-    # the controller manager does not otherwise need, and few owners are of these kinds.
-    from testbed.kube.objects import NETWORK_POLICIES, STORED_ONLY  # noqa: PLC0415
-
-    if kind == "NetworkPolicy":
-        return keys.namespaced(NETWORK_POLICIES, namespace, name) if namespace else None
-    if kind in STORED_ONLY:
-        group, plural, namespaced = STORED_ONLY[kind]
-        resource = f"{plural}.{group}" if group else plural
-        if namespaced and not namespace:
-            return None
-        return f"{keys.OTHER_OBJECTS}{resource}/{namespace if namespaced else '_cluster'}/{name}"
-    return None
+    found = registry.of_kind(kind)
+    if found is None or (found.namespaced and not namespace):
+        return None
+    return found.key(namespace, name)
 
 
 def _owner_uids(value: Mapping[str, Any]) -> tuple[str, ...]:

@@ -27,7 +27,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -46,12 +46,50 @@ RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # back-off of a failing reconcile, doubling
 RECONNECT_SECONDS = 1.0
 
 
+POD_EVICTION_TIMEOUT = 10.0
+NODE_MONITOR_GRACE = 4.0
+LAB_RECORD_WAIT = 10.0  # seconds to wait for etcd at start, for the lab's options
+
+
 @dataclass(frozen=True)
 class Options:
     lab: str
     resync: float = RESYNC_SECONDS
-    pod_eviction_timeout: float = 10.0
-    node_monitor_grace: float = 4.0
+    pod_eviction_timeout: float = POD_EVICTION_TIMEOUT
+    node_monitor_grace: float = NODE_MONITOR_GRACE
+
+
+def options_from(
+    lab: str, record: Mapping[str, Any] | None, resync: float, eviction: float | None, grace: float | None
+) -> Options:
+    """Flags win; else the lab's record (``/testbed/lab`` options ``pod_eviction_timeout``,
+    ``node_monitor_grace``), so that a restart by the supervisor needs only the lab's name;
+    else the defaults."""
+    stored = (record or {}).get("options") or {}
+
+    def pick(flag: float | None, name: str, default: float) -> float:
+        if flag is not None:
+            return flag
+        value = stored.get(name)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else default
+
+    return Options(
+        lab, resync, pick(eviction, "pod_eviction_timeout", POD_EVICTION_TIMEOUT),
+        pick(grace, "node_monitor_grace", NODE_MONITOR_GRACE),
+    )  # fmt: skip
+
+
+def read_lab_record(store: Datastore, stopping: threading.Event, wait: float = LAB_RECORD_WAIT) -> dict[str, Any] | None:
+    """The lab's record, waiting a little for etcd (the supervisor may start us first)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return store.get(keys.LAB)
+        except DatastoreError as exc:
+            if time.monotonic() >= deadline or stopping.is_set():
+                LOG.warning("cannot read %s: %s; using the defaults", keys.LAB, exc)
+                return None
+            stopping.wait(0.5)
 
 
 @dataclass(frozen=True)
@@ -255,8 +293,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lab", required=True)
     parser.add_argument("--etcd", required=True, help="HOST:PORT of the lab's etcd")
     parser.add_argument("--resync", type=float, default=RESYNC_SECONDS, help="seconds between full resyncs")
-    parser.add_argument("--pod-eviction-timeout", type=float, default=10.0, help="seconds a node may be NotReady before its pods are deleted")
-    parser.add_argument("--node-monitor-grace", type=float, default=4.0, help="seconds without a lease renewal before a node is NotReady")
+    parser.add_argument(
+        "--pod-eviction-timeout", type=float, default=None,
+        help=f"seconds a node may be NotReady before its pods are deleted (default: the lab's option, else {POD_EVICTION_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--node-monitor-grace", type=float, default=None,
+        help=f"seconds without a lease renewal before a node is NotReady (default: the lab's option, else {NODE_MONITOR_GRACE:g})",
+    )  # fmt: skip
     parser.add_argument("--workers", type=int, default=WORKERS)
     parser.add_argument("--outside-netns", action="store_true", help=argparse.SUPPRESS)  # tests only
     args = parser.parse_args(argv)
@@ -276,12 +320,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     from testbed.datastore.etcd import EtcdDatastore  # noqa: PLC0415
 
-    options = Options(args.lab, args.resync, args.pod_eviction_timeout, args.node_monitor_grace)
-    controllers = build_controllers(options)
+    stopping = threading.Event()
+    running: list[Manager] = []
+
+    def on_signal(*_: object) -> None:
+        stopping.set()
+        for manager in running:
+            manager.stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
     with EtcdDatastore.over_tcp(host, int(port)) as store:
+        record = read_lab_record(store, stopping)
+        options = options_from(args.lab, record, args.resync, args.pod_eviction_timeout, args.node_monitor_grace)
+        controllers = build_controllers(options)
         manager = Manager(store, controllers, resync=args.resync, workers=args.workers)
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: manager.stop())
+        running.append(manager)
+        if stopping.is_set():
+            manager.stop()
         try:
             store.put(keys.CONTROLLER_MANAGER, _status(controllers, time.time()))
         except DatastoreError as exc:

@@ -177,3 +177,19 @@ def test_an_object_marked_deleted_without_finalizers_is_removed() -> None:
     settle(store, [GarbageCollector()], NOW)
     assert store.get(key_of(rs)) is None
     assert store.get(keys.k8s_namespace("default")) is not None
+
+
+def test_owners_of_stored_only_kinds_are_found_where_the_registry_keeps_them() -> None:
+    store = MemoryDatastore()
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "reader", "uid": str(uuid.uuid4())}}  # fmt: skip
+    role_key = keys.OTHER_OBJECTS + "clusterroles.rbac.authorization.k8s.io/_cluster/reader"
+    store.put(role_key, role)
+    dependent_key = keys.OTHER_OBJECTS + "configmaps/default/settings"
+    store.put(dependent_key, _owned("ConfigMap", dependent_key, role))
+    gc = GarbageCollector()
+    settle(store, [gc], NOW)
+    assert store.get(dependent_key) is not None, "its owner is there"
+    store.delete(role_key)
+    settle(store, [gc], NOW)
+    assert store.get(dependent_key) is None

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from testbed.controllers import manager as manager_module
-from testbed.controllers.manager import Factory, Manager, Options, build_controllers, covering
+from testbed.controllers.manager import Factory, Manager, Options, build_controllers, covering, options_from
 from testbed.controllers.queue import WorkQueue
 from testbed.datastore import keys
 from testbed.datastore.base import DatastoreError
@@ -205,3 +205,10 @@ def test_a_failing_reconcile_backs_off() -> None:
         runner.join(5)
     gaps = [b - a for a, b in zip(calls, calls[1:])]
     assert gaps[0] >= manager_module.RETRY_FIRST * 0.9 and gaps[1] >= 2 * manager_module.RETRY_FIRST * 0.9
+
+
+def test_options_come_from_flags_then_the_lab_record_then_defaults() -> None:
+    record = {"name": "lab", "options": {"pod_eviction_timeout": 30, "node_monitor_grace": True}}
+    assert options_from("lab", record, 10.0, None, None) == Options("lab", 10.0, 30.0, 4.0)
+    assert options_from("lab", record, 10.0, 5.0, 2.0) == Options("lab", 10.0, 5.0, 2.0)
+    assert options_from("lab", None, 3.0, None, None) == Options("lab", 3.0, 10.0, 4.0)
