@@ -204,6 +204,12 @@ class DaemonSetController:
         return {k: "its template is outdated" for k in chosen}
 
 
+def build(**options: Any) -> DaemonSetController:
+    """For the manager. Option ``rng`` (a random.Random, for pod names); others ignored."""
+    rng = options.get("rng")
+    return DaemonSetController(rng if isinstance(rng, random.Random) else None)
+
+
 def daemon_status(
     ds: Mapping[str, Any], wanted: list[str], admitted: set[str], pods: Iterable[Mapping[str, Any]], digest: str,
     now: float,

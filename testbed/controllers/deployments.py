@@ -380,6 +380,11 @@ class DeploymentController:
         return True, wait
 
 
+def build(**options: Any) -> DeploymentController:
+    """For the manager (no options of its own; others' are ignored)."""
+    return DeploymentController()
+
+
 def _key_of(value: Mapping[str, Any]) -> str:
     meta = obj.metadata(value)
     prefix = keys.DEPLOYMENTS if value.get("kind") == "Deployment" else keys.REPLICASETS

@@ -40,8 +40,8 @@ ORPHAN = "orphan"
 # an ownerReference to a Node means the kubelet's Kubernetes Node. kind -> (prefix, namespaced)
 EXTRA_KINDS: dict[str, tuple[str, bool]] = {
     "DaemonSet": (keys.DAEMONSETS, True),
-    "Endpoints": (keys.REGISTRY + "services/endpoints/", True),
-    "EndpointSlice": (keys.REGISTRY + "endpointslices/", True),
+    "Endpoints": (keys.ENDPOINTS, True),
+    "EndpointSlice": (keys.ENDPOINT_SLICES, True),
     "Lease": (keys.LEASES, True),
     "Node": (keys.K8S_NODES, False),
 }
@@ -252,6 +252,11 @@ class GarbageCollector:
         value = copy.deepcopy(current.value)
         value["metadata"]["finalizers"] = left
         return put_if(store, key, value, current.revision)
+
+
+def build(**options: Any) -> GarbageCollector:
+    """For the manager (no options of its own; others' are ignored)."""
+    return GarbageCollector()
 
 
 def _named(key: str, value: Mapping[str, Any]) -> str:

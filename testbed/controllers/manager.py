@@ -20,6 +20,7 @@ never act on one read. Light on purpose: no netlink, no scapy (its RSS is measur
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import logging
 import os
@@ -29,7 +30,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 from testbed import naming
@@ -94,30 +94,25 @@ def read_lab_record(store: Datastore, stopping: threading.Event, wait: float = L
 
 @dataclass(frozen=True)
 class Factory:
-    """One row of the table: the module holding a controller and how to build it."""
+    """One row of the table: a module and its function that builds a controller from the
+    options (``function(**options)``: each takes the options it knows, ignores the rest)."""
 
     module: str
-    build: Callable[[ModuleType, Options], Controller]
+    function: str = "build"
     optional: bool = False  # written elsewhere: skipped (with a log line) until it exists
 
 
 # Every controller the manager runs, in one table: a new controller is one more row.
 FACTORIES: tuple[Factory, ...] = (
-    Factory("testbed.controllers.namespaces", lambda m, o: m.NamespaceController(), optional=True),
-    Factory("testbed.controllers.endpoints", lambda m, o: m.EndpointsController(), optional=True),
-    Factory("testbed.controllers.scheduler", lambda m, o: m.Scheduler(), optional=True),
-    Factory(
-        "testbed.controllers.nodes",
-        lambda m, o: m.NodeLifecycleController(
-            pod_eviction_timeout=o.pod_eviction_timeout, node_monitor_grace=o.node_monitor_grace
-        ),
-        optional=True,
-    ),
-    Factory("testbed.controllers.replicasets", lambda m, o: m.replica_set_controller()),
-    Factory("testbed.controllers.replicasets", lambda m, o: m.replication_controller_controller()),
-    Factory("testbed.controllers.deployments", lambda m, o: m.DeploymentController()),
-    Factory("testbed.controllers.daemonsets", lambda m, o: m.DaemonSetController()),
-    Factory("testbed.controllers.gc", lambda m, o: m.GarbageCollector()),
+    Factory("testbed.controllers.namespaces", optional=True),
+    Factory("testbed.controllers.endpoints", optional=True),
+    Factory("testbed.controllers.scheduler", optional=True),
+    Factory("testbed.controllers.nodes", optional=True),
+    Factory("testbed.controllers.replicasets", "build_replica_sets"),
+    Factory("testbed.controllers.replicasets", "build_replication_controllers"),
+    Factory("testbed.controllers.deployments"),
+    Factory("testbed.controllers.daemonsets"),
+    Factory("testbed.controllers.gc"),
 )
 
 
@@ -131,7 +126,7 @@ def build_controllers(options: Options, factories: Sequence[Factory] = FACTORIES
                 LOG.info("%s is not there yet: not running it", factory.module)
                 continue
             raise
-        built.append(factory.build(module, options))
+        built.append(getattr(module, factory.function)(**dataclasses.asdict(options)))
     names = [c.name for c in built]
     if len(set(names)) != len(names):
         raise ValueError(f"two controllers share a name: {sorted(names)}")

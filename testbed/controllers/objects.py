@@ -254,17 +254,18 @@ def new_pod(
 
 
 def pod_deletion(pod: Mapping[str, Any], now: float) -> Value | None:
-    """Deleting a pod as the API server does: the pod with ``deletionTimestamp`` (now +
-    grace, as Kubernetes sets it) and ``deletionGracePeriodSeconds``, for its kubelet to
-    stop and remove; None when it was never scheduled (no kubelet has it: removed
-    outright). A pod already being deleted is returned unchanged."""
+    """Deleting a pod as the API server does: the pod with ``deletionTimestamp`` (when
+    the deletion was asked, as the rest of the lab's control plane stamps it; Kubernetes
+    itself stamps now + grace) and ``deletionGracePeriodSeconds``, for its kubelet to stop
+    and remove; None when it was never scheduled (no kubelet has it: removed outright). A
+    pod already being deleted is returned unchanged."""
     if not spec(pod).get("nodeName"):
         return None
     value = copy.deepcopy(dict(pod))
     meta = value.setdefault("metadata", {})
     if not meta.get("deletionTimestamp"):
         grace = int_field(spec(pod), "terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS)
-        meta["deletionTimestamp"] = records.timestamp(now + grace)
+        meta["deletionTimestamp"] = records.timestamp(now)
         meta["deletionGracePeriodSeconds"] = grace
     return value
 

@@ -241,3 +241,14 @@ def replica_set_controller(rng: random.Random | None = None) -> ReplicaControlle
 
 def replication_controller_controller(rng: random.Random | None = None) -> ReplicaController:
     return ReplicaController(REPLICATION_CONTROLLER, rng)
+
+
+def build_replica_sets(**options: Any) -> ReplicaController:
+    """For the manager. Option ``rng`` (a random.Random, for pod names); others ignored."""
+    rng = options.get("rng")
+    return replica_set_controller(rng if isinstance(rng, random.Random) else None)
+
+
+def build_replication_controllers(**options: Any) -> ReplicaController:
+    rng = options.get("rng")
+    return replication_controller_controller(rng if isinstance(rng, random.Random) else None)

@@ -33,8 +33,12 @@ DEPLOYMENTS = REGISTRY + "deployments/"  # <ns>/<name>
 REPLICASETS = REGISTRY + "replicasets/"  # <ns>/<name>
 CONTROLLERS = REGISTRY + "controllers/"  # <ns>/<name>: ReplicationController
 DAEMONSETS = REGISTRY + "daemonsets/"  # <ns>/<name>
-K8S_NODES = REGISTRY + "minions/"  # <host>: Kubernetes Node (v1), written by the kubelet
-LEASES = REGISTRY + "leases/"  # kube-node-lease/<host>: the kubelet's heartbeat
+ENDPOINTS = REGISTRY + "services/endpoints/"  # <ns>/<service>: v1 Endpoints
+ENDPOINT_SLICES = REGISTRY + "endpointslices/"  # <ns>/<service>-<5 chars>: discovery.k8s.io/v1
+K8S_NODES = REGISTRY + "minions/"  # <host>: v1 Node (the kubelet registers it)
+LEASES = REGISTRY + "leases/"  # <ns>/<name>: coordination.k8s.io/v1 Lease
+NODE_LEASE_NAMESPACE = "kube-node-lease"
+NODE_LEASES = f"{LEASES}{NODE_LEASE_NAMESPACE}/"  # <host>: the kubelet's heartbeat
 NETWORK_POLICIES = REGISTRY + "networkpolicies/"  # <ns>/<name>
 OTHER_OBJECTS = REGISTRY + "other/"  # <kind plural>.<group>/<ns or _cluster>/<name>: stored only
 
@@ -219,11 +223,12 @@ def daemonset(namespace: str, name: str) -> str:
 
 
 def k8s_node(host: str) -> str:
+    """The Kubernetes Node of a host (``/registry/minions/<host>``, not Calico's node)."""
     return K8S_NODES + host
 
 
 def node_lease(host: str) -> str:
-    return f"{LEASES}kube-node-lease/{host}"
+    return NODE_LEASES + host
 
 
 def name_of(key: str) -> str:

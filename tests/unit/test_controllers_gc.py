@@ -148,7 +148,7 @@ def test_any_stored_kind_follows_its_owner() -> None:
     store = MemoryDatastore()
     service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default", "uid": str(uuid.uuid4())}}
     store.put(keys.service("default", "web"), service)
-    slice_key = keys.REGISTRY + "endpointslices/default/web-abcde"
+    slice_key = keys.ENDPOINT_SLICES + "default/web-abcde"
     store.put(slice_key, _owned("EndpointSlice", slice_key, service))
     config_key = keys.OTHER_OBJECTS + "configmaps/default/settings"
     store.put(config_key, _owned("ConfigMap", config_key, service))

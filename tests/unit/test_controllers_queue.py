@@ -126,7 +126,7 @@ def test_the_table_runs_what_is_there_and_skips_what_is_not_yet() -> None:
     built = build_controllers(Options("lab"))
     names = {c.name for c in built}
     assert {"replicaset", "replicationcontroller", "deployment", "daemonset", "garbagecollector"} <= names
-    missing = Factory("testbed.controllers.not_written_yet", lambda m, o: m.X(), optional=True)
+    missing = Factory("testbed.controllers.not_written_yet", optional=True)
     assert build_controllers(Options("lab"), [missing]) == []
 
 
