@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from testbed.controllers import objects as obj
-from testbed.controllers.deployments import scaled
+from testbed.controllers.rollout import scaled
 from testbed.datastore import keys
 from testbed.datastore.base import Datastore, Value, Versioned, WatchEvent
 from testbed.kube.workloads import template_hash

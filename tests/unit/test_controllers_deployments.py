@@ -12,7 +12,8 @@ import pytest
 
 from testbed.controllers import objects as obj
 from testbed.controllers.base import Controller, settle
-from testbed.controllers.deployments import REVISION, DeploymentController, rolling_limits
+from testbed.controllers.deployments import DeploymentController
+from testbed.controllers.rollout import REVISION, rolling_limits
 from testbed.controllers.replicasets import replica_set_controller
 from testbed.datastore import keys
 from testbed.datastore.base import put_if
