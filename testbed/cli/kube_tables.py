@@ -11,6 +11,18 @@ Value = dict[str, Any]
 Counts = Callable[[str, Value], Mapping[str, int]]  # (kind, workload value) -> status counts
 
 
+def status_counts(_kind: str, value: Value) -> Mapping[str, int]:
+    """replicas / ready / available / up-to-date, as the workload's controller reported them."""
+    status = value.get("status", {})
+    return {
+        "replicas": int(value.get("spec", {}).get("replicas", 1)),
+        "current": int(status.get("replicas", 0)),
+        "readyReplicas": int(status.get("readyReplicas", 0)),
+        "availableReplicas": int(status.get("availableReplicas", 0)),
+        "updatedReplicas": int(status.get("updatedReplicas", 0)),
+    }
+
+
 def age(value: Value, now: float | None = None) -> str:
     stamp = value.get("metadata", {}).get("creationTimestamp")
     try:
@@ -125,7 +137,7 @@ def node_address(value: Value) -> str:
     return internal or str(value.get("spec", {}).get("bgp", {}).get("ipv4Address", "")).split("/")[0]
 
 
-def rows(plural: str, values: Sequence[Value], wide: bool, counts: Counts) -> list[list[str]]:
+def rows(plural: str, values: Sequence[Value], wide: bool, counts: Counts = status_counts) -> list[list[str]]:
     """Header and one row per object (no NAMESPACE column: ``with_namespace`` adds it)."""
     if plural == "namespaces":
         return [["NAME", "STATUS", "AGE"]] + [
@@ -166,7 +178,7 @@ def rows(plural: str, values: Sequence[Value], wide: bool, counts: Counts) -> li
         out = [header]
         for v in values:
             c = counts(kind, v)
-            row = [v["metadata"]["name"], str(c["replicas"]), str(c["readyReplicas"]), str(c["readyReplicas"]), age(v)]
+            row = [v["metadata"]["name"], str(c["replicas"]), str(c.get("current", c["readyReplicas"])), str(c["readyReplicas"]), age(v)]
             if wide:
                 row += [_container(v).get("name", ""), _container(v).get("image", ""), _workload_selector(plural, v)]
             out.append(row)

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -39,18 +40,29 @@ wait_option = click.option(
 )
 
 
-def _enforced(store: Any, wait: str) -> None:
-    """Block until every host's agent has enforced what was just written (bounded)."""
+READY_TIMEOUT = 60.0  # seconds for the pods of what was written to be Ready
+GONE_TIMEOUT = 60.0  # seconds for what was deleted to be gone (pods: their grace period too)
+
+
+def _enforced(store: Any, wait: str, changes: Sequence[objects.Change] = (), gone: Sequence[str] = ()) -> None:
+    """Block (bounded) until every host's agent has enforced what was just written, the
+    workloads and pods written are Ready (their controllers and kubelets say so in their
+    status), and what was deleted is gone, as `kubectl wait` would."""
     if wait != "true":
         return
+    from testbed.kube import waits
     from testbed.runtime.policy_agents import wait_enforced_everywhere
 
-    if not store.last_write_revision:
-        return  # nothing was written
     try:
-        wait_enforced_everywhere(store)
+        if gone:
+            waits.wait_gone(store, gone, GONE_TIMEOUT)
+        ready = [c.key for c in changes if c.key]
+        if ready:
+            waits.wait_ready(store, ready, READY_TIMEOUT)
+        if store.last_write_revision:
+            wait_enforced_everywhere(store)
     except TimeoutError as exc:
-        _fail(exc)
+        _fail(RuntimeError(f"{exc} (it goes on in the background; see: kubectl get pods)"))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -104,7 +116,8 @@ def _store(
             changes = objects.store_objects(
                 store, lab, parsed, create_only=create_only, dry_run=strategy == "server", sources=names
             )
-            _enforced(store, wait)
+            if strategy == "none":
+                _enforced(store, wait, changes)
     for change in changes:
         click.echo(change.line() if strategy == "none" else change.dry_run_line(strategy))
 
@@ -177,16 +190,25 @@ def create(
 @kubectl_flags.file_options("delete")
 @click.option("-n", "--namespace", default=None)
 @click.option("--all", "everything", is_flag=True, help="Every object of the kind in the namespace.")
-@wait_option
+@click.option("--cascade", type=click.Choice(["background", "foreground", "orphan"]), default="background",
+              show_default=True, help="What happens to the objects it owns (its pods, ReplicaSets).")
+@click.option("--grace-period", type=int, default=None,
+              help="Seconds a pod's programs get after SIGTERM (default: the pod's terminationGracePeriodSeconds).")
+@click.option("--force", is_flag=True, help="With --grace-period=0: remove pods at once, without waiting for them to stop.")
+@click.option("--wait", "wait", type=click.Choice(["true", "false"]), default="true", show_default=True,
+              help="Return once what was deleted is gone.")
 @click.pass_context
 def delete(
     ctx: click.Context, kind: str | None, names: tuple[str, ...], filenames: tuple[str, ...], recursive: bool,
-    namespace: str | None, everything: bool, wait: str, dry_run: str,
+    namespace: str | None, everything: bool, cascade: str, grace_period: int | None, force: bool, wait: str,
+    dry_run: str,
 ) -> None:
     """Delete objects by KIND NAME..., KIND --all, or -f PATH...
 
     A namespace goes with everything in it (pods and their netns, services, workloads,
-    policies); a workload goes with its pods; a pod of a workload is replaced.
+    policies); a workload's pods go after it (before it with --cascade=foreground); a pod
+    is stopped by its kubelet (SIGTERM, then SIGKILL after its grace period), and a pod of
+    a workload is replaced by its controller.
 
     \b
     Examples:
@@ -194,6 +216,8 @@ def delete(
       kubectl delete netpol --all -n policy-demo
       kubectl delete -f access.yaml -f policies/
       kubectl delete -f policies/ --dry-run=server   # all must exist; nothing deleted
+      kubectl delete pod web-7c9f-x2x4q --grace-period=0 --force
+      kubectl delete deploy nginx --cascade=foreground   # returns once its pods are gone
     """
     try:
         strategy = _strategy(dry_run)
@@ -219,8 +243,12 @@ def delete(
                 if strategy == "client":
                     changes = [removal.deletion(p, n) for p, _ns, n in targets]
                 else:
-                    changes = removal.delete(lab, store, targets, dry_run=strategy == "server")
-                    _enforced(store, wait)
+                    deleted = removal.request_deletion(
+                        store, targets, dry_run=strategy == "server", cascade=cascade, grace_period=grace_period,
+                        force=force,
+                    )
+                    changes = deleted.changes
+                    _enforced(store, wait, gone=deleted.pending)
     except (ManifestError, api.LabError) as exc:
         _fail(exc)
         return
@@ -244,9 +272,7 @@ def _target_of(obj: object) -> tuple[str, str | None, str]:
 
 
 def _print_table(store: Any, plural: str, values: list[dict[str, Any]], all_namespaces: bool, wide: bool, header: bool = True) -> None:
-    from testbed.kube import controller
-
-    table = kube_tables.rows(plural, values, wide, lambda kind, v: controller.status_of(store, kind, v))
+    table = kube_tables.rows(plural, values, wide)
     if all_namespaces and edits.is_namespaced(plural):
         table = kube_tables.with_namespace(table, values)
     lines = kube_tables.render(table)
@@ -294,10 +320,6 @@ def get(
         _fail(exc)
         return
     with store:
-        if plural in ("deployments", "replicasets", "replicationcontrollers") and fmt in ("yaml", "json"):
-            from testbed.kube import controller
-
-            values = [{**v, "status": controller.status_of(store, {"deployments": "Deployment", "replicasets": "ReplicaSet"}.get(plural, "ReplicationController"), v)} for v in values]
         if fmt in ("yaml", "json"):
             doc: Any = values[0] if name else {"apiVersion": "v1", "kind": "List", "items": values}
             click.echo(json.dumps(doc, indent=4) if fmt == "json" else yaml.safe_dump(doc, sort_keys=False).rstrip())
@@ -329,8 +351,6 @@ def _get_all(
 ) -> None:
     """kubectl get all (pods, services, workloads) or get KIND,KIND: one table per kind,
     names prefixed with their kind."""
-    from testbed.kube import controller
-
     scope = None if all_namespaces else (namespace or DEFAULT_NAMESPACE)
     try:
         lab = _lab(ctx)
@@ -340,7 +360,7 @@ def _get_all(
                 values = edits.get(store, plural, scope if edits.is_namespaced(plural) else None)
                 if not values:
                     continue
-                table = kube_tables.rows(plural, values, wide, lambda kind, v: controller.status_of(store, kind, v))
+                table = kube_tables.rows(plural, values, wide)
                 table = [table[0]] + [[f"{prefix}/{row[0]}", *row[1:]] for row in table[1:]]
                 if all_namespaces and edits.is_namespaced(plural):
                     table = kube_tables.with_namespace(table, values)
@@ -487,7 +507,7 @@ def run(
         with api.datastore(lab) as store:
             parsed = objects.parse_objects([doc], ns)
             changes = objects.store_objects(store, lab, parsed, create_only=True)
-            _enforced(store, "true" if interactive else wait)
+            _enforced(store, "true" if interactive else wait, changes)
     except (ManifestError, api.LabError) as exc:
         _fail(exc)
         return
@@ -504,7 +524,8 @@ def run(
     code = _session(api.pod_netns(lab, f"{ns}/{name}"), argv, env)
     if remove:
         with api.datastore(lab) as store:
-            removal.delete(lab, store, [("pods", ns, name)])
+            deleted = removal.request_deletion(store, [("pods", ns, name)], grace_period=0, force=True)
+            _enforced(store, "true", gone=deleted.pending)
         click.echo(f'pod "{name}" deleted')
     sys.exit(code)
 

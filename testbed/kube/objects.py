@@ -37,6 +37,7 @@ class Change:
     name: str
     verb: str  # created, configured, unchanged, deleted, exposed
     slash: bool = False  # `kind/name verb`: how the lab's kubectl words kinds it only stores
+    key: str | None = None  # where the object lives, for kinds whose status is worth waiting on
 
     def line(self) -> str:
         if self.slash:
@@ -232,36 +233,71 @@ def _is_same(current: dict[str, Any] | None, value: dict[str, Any]) -> bool:
     return bare(current) == bare(value)
 
 
+class Conflict(RuntimeError):
+    """Another writer changed an object between our read and our write."""
+
+
+CONFLICT_RETRIES = 5
+COMMIT_KEYS = 60  # puts per transaction: each also carries its compare (etcd allows 128 operations)
+
+
 def store_objects(
     store: Datastore, lab: str, parsed: list[object], *, create_only: bool, dry_run: bool = False,
     sources: Sequence[str] | None = None,
 ) -> list[Change]:
-    """Write parsed objects (namespaces first), then run the workload controllers.
+    """Write parsed objects (namespaces first); controllers and kubelets do the rest.
 
     kubectl's verbs: created/configured/unchanged. Any problem (a missing namespace, an
     object that exists for ``create``) and nothing at all is written. ``dry_run`` (kubectl's
-    ``--dry-run=server``): the same checks and lines, then nothing written and no
-    controller run. ``sources``: the file of each object, named in its problems.
+    ``--dry-run=server``): the same checks and lines, then nothing written. ``sources``:
+    the file of each object, named in its problems. Every write is conditional on the
+    revision read (as the API server's): a writer that raced another reads again and
+    decides again, so five concurrent applies of one Deployment store it once.
     """
-    from testbed.kube import controller  # noqa: PLC0415 - the runtime is needed only for workloads
+    for _attempt in range(CONFLICT_RETRIES):
+        try:
+            return _store_once(store, lab, parsed, create_only=create_only, dry_run=dry_run, sources=sources)
+        except Conflict:
+            continue
+    raise ManifestError([
+        "Error from server (Conflict): Operation cannot be fulfilled: the object has been modified; "
+        "please apply your changes to the latest version and try again"
+    ])  # fmt: skip
+
+
+def _store_once(
+    store: Datastore, lab: str, parsed: list[object], *, create_only: bool, dry_run: bool,
+    sources: Sequence[str] | None,
+) -> list[Change]:
+    from testbed.kube import server_fields  # noqa: PLC0415
     from testbed.model.policy import NetworkPolicy  # noqa: PLC0415 - keeps the import graph flat
 
     changes: list[Change] = []
     problems: list[str] = []
     writes: dict[str, dict[str, Any]] = {}
+    read: dict[str, int] = {}  # key -> the revision we decided on (0: absent)
     created = time.time()
-    stored_namespaces = store.list(keys.K8S_NAMESPACES)
-    namespaces = {k[len(keys.K8S_NAMESPACES):] for k in stored_namespaces}
-    touched_namespaces: set[str] = set()
+    listed, _ = store.list_versioned(keys.K8S_NAMESPACES)
+    stored_namespaces = {k: v.value for k, v in listed.items()}
+    namespaces = {k[len(keys.K8S_NAMESPACES):] for k, v in listed.items() if not _terminating(v.value)}
+    terminating = {k[len(keys.K8S_NAMESPACES):] for k, v in listed.items() if _terminating(v.value)}
 
     def server_error(reason: str, message: str, position: int) -> None:
         source = f'error when creating "{sources[position]}": ' if sources else ""
         problems.append(f"Error from server ({reason}): {source}{message}")
 
     def check_namespace(namespace: str, position: int) -> bool:
+        if namespace in terminating:
+            server_error(
+                "Forbidden", f'unable to create new content in namespace {namespace} because it is being terminated',
+                position,
+            )
+            return False
         if namespace not in namespaces:
             server_error("NotFound", f'namespaces "{namespace}" not found', position)
             return False
+        if f"{keys.K8S_NAMESPACES}{namespace}" in listed:
+            read.setdefault(f"{keys.K8S_NAMESPACES}{namespace}", listed[f"{keys.K8S_NAMESPACES}{namespace}"].revision)
         return True
 
     def exists_problem(resource: str, name: str, position: int) -> None:
@@ -272,7 +308,12 @@ def store_objects(
         as stored (an object in two files: created, then configured or unchanged)."""
         if key in writes:
             return writes[key]
-        return stored_namespaces.get(key) if key.startswith(keys.K8S_NAMESPACES) else store.get(key)
+        if key in listed:
+            read.setdefault(key, listed[key].revision)
+            return listed[key].value
+        found = store.get_versioned(key)
+        read.setdefault(key, found.revision if found else 0)
+        return found.value if found else None
 
     def write(key: str, current: dict[str, Any] | None, value: dict[str, Any], same: bool) -> str:
         """kubectl's verb for storing ``value`` over ``current``; queues the write if any."""
@@ -345,37 +386,53 @@ def store_objects(
         elif isinstance(obj, workloads.Workload):
             if not check_namespace(obj.namespace, position):
                 continue
-            key = controller.workload_key(obj.kind, obj.namespace, obj.name)
+            key = registry.BY_KIND[obj.kind].key(obj.namespace, obj.name)
             current = current_of(key)
             if current is not None and create_only:
                 exists_problem(obj.plural, obj.name, position)
                 continue
-            if obj.kind == "Pod":  # pods are made by the controller code, not stored as given
-                changes.append(Change(change_kind(obj), obj.name, "created" if current is None else "unchanged"))
-                continue
-            value = controller.stored_value(lab, obj, current, created)
-            verb = write(key, current, value, _is_same(current, value))
-            touched_namespaces.add(obj.namespace)
-            changes.append(Change(change_kind(obj), obj.name, verb))
+            value = server_fields.stored(obj.kind, obj.manifest, current, created)
+            verb = write(key, current, value, server_fields.same_for_client(current, value))
+            changes.append(Change(change_kind(obj), obj.name, verb, key=key))
     if problems:
         raise ManifestError(list(dict.fromkeys(problems)))
     if dry_run:
         return in_manifest_order(changes, starts)
-    if writes:
-        store.put_many(writes)
-    if any(c.kind == "service" and c.verb == "created" for c in changes):
-        from testbed.kube import cluster_dns  # noqa: PLC0415
-
-        # The first Service of a lab brings the cluster DNS, before any pod of this file
-        # starts: a program that looks a name up before DNS answers waits for glibc's
-        # 5 s retry.
-        cluster_dns.ensure(lab, store)
-    for pod in (o for o in parsed if isinstance(o, workloads.Workload) and o.kind == "Pod"):
-        if any(c.kind == "pod" and c.name == pod.name and c.verb == "created" for c in changes):
-            controller.create_bare_pod(lab, store, pod)
-    if touched_namespaces:
-        controller.reconcile(lab, store, touched_namespaces)
+    _commit(store, writes, read)
     return in_manifest_order(changes, starts)
+
+
+def _terminating(namespace: Mapping[str, Any]) -> bool:
+    return bool(namespace.get("metadata", {}).get("deletionTimestamp")) or namespace.get("status", {}).get("phase") == "Terminating"
+
+
+def _commit(store: Datastore, writes: Mapping[str, dict[str, Any]], read: Mapping[str, int]) -> None:
+    """Write in transactions, each conditional on the revisions read of its keys (and of the
+    namespaces they live in, so nothing lands in a namespace deleted meanwhile). Conflict
+    if any other writer got there first: that transaction wrote nothing. Derived keys
+    that were not read (a namespace's Calico profiles) are written as they are."""
+    items = sorted(writes.items())
+    for start in range(0, len(items), COMMIT_KEYS):
+        chunk = dict(items[start : start + COMMIT_KEYS])
+        expect = {k: read[k] for k in chunk if k in read}
+        for key in chunk:
+            namespace_key = _namespace_key_of(key)
+            if namespace_key and namespace_key in read and namespace_key not in chunk:
+                expect[namespace_key] = read[namespace_key]
+        if not store.commit(chunk, expect=expect):
+            raise Conflict(next(iter(chunk)))
+
+
+def _namespace_key_of(key: str) -> str | None:
+    """The namespace object a namespaced registry key belongs to (None for others)."""
+    if not key.startswith(keys.REGISTRY) or key.startswith(keys.K8S_NAMESPACES):
+        return None
+    parts = key[len(keys.REGISTRY):].split("/")
+    if key.startswith(keys.OTHER_OBJECTS):
+        parts = parts[1:]
+    if len(parts) >= 3 and parts[-3] not in ("_cluster",):
+        return keys.k8s_namespace(parts[-2])
+    return None
 
 
 def in_manifest_order(changes: list[Change], starts: list[tuple[int, int]]) -> list[Change]:

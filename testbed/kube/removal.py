@@ -1,22 +1,23 @@
-"""kubectl delete: objects of any kind, and everything that depends on them.
+"""kubectl delete: asks for deletions; the control plane carries them out.
 
-A namespace takes its workloads (first, so nothing recreates pods), pods (netns, veth,
-address), services, policies and stored objects; a Deployment takes its ReplicaSets and
-their pods; a pod of a workload is replaced by its controller, as in a cluster.
+A pod is stopped by its kubelet (SIGTERM, its grace period, SIGKILL) and then removed; a
+namespace is emptied by the namespace controller; a workload's dependents are removed by
+the garbage collector (before it, with ``--cascade=foreground``); a pod of a workload is
+replaced by its controller, as in a cluster. The caller waits on ``Deleted.pending``.
 """
 
 from __future__ import annotations
 
+import copy
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from testbed.datastore import keys
-from testbed.datastore.base import Datastore
-from testbed.kube import controller, registry
+from testbed.datastore import records
+from testbed.datastore.base import Datastore, Versioned, delete_if, put_if
+from testbed.kube import registry
 from testbed.kube.errors import ManifestError
 from testbed.kube.objects import Change
-
-_WORKLOAD_KINDS = ("Deployment", "ReplicaSet", "ReplicationController")
-
 
 def _not_found(plural: str, name: str) -> str:
     return f'Error from server (NotFound): {registry.resolve(plural).resource} "{name}" not found'
@@ -32,45 +33,97 @@ def deletion(plural: str, name: str) -> Change:
     return Change(entry.singular, name, "deleted", slash=entry.stored_only)
 
 
+CASCADES = ("background", "foreground", "orphan")
+FINALIZERS = {"foreground": "foregroundDeletion", "orphan": "orphan"}
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """What a delete did: its result lines, and the keys to wait on until they are gone."""
+
+    changes: list[Change]
+    pending: list[str]
+
+
 def delete(
-    lab: str, store: Datastore, targets: Iterable[tuple[str, str | None, str]], *, dry_run: bool = False
+    lab: str, store: Datastore, targets: Iterable[tuple[str, str | None, str]], *, dry_run: bool = False,
+    cascade: str = "background", grace_period: int | None = None, force: bool = False,
 ) -> list[Change]:
     """Delete each (plural, namespace, name); all must exist, or nothing is deleted.
     ``dry_run`` (``--dry-run=server``): the same check and lines, nothing deleted."""
+    return request_deletion(
+        store, targets, dry_run=dry_run, cascade=cascade, grace_period=grace_period, force=force
+    ).changes
+
+
+def request_deletion(
+    store: Datastore, targets: Iterable[tuple[str, str | None, str]], *, dry_run: bool = False,
+    cascade: str = "background", grace_period: int | None = None, force: bool = False, now: float | None = None,
+) -> Deleted:
+    """Ask for each deletion as the API server takes it, and return at once:
+
+    - a pod scheduled to a node gets ``deletionTimestamp`` (its kubelet stops its
+      containers within the grace period, then removes it); ``force`` with grace 0, or a pod
+      no node has, is removed outright (a kubelet tears down what it no longer finds);
+    - a namespace goes Terminating (the namespace controller empties it, then removes it);
+    - ``cascade`` foreground / orphan: the owner gets ``deletionTimestamp`` and the
+      finalizer the garbage collector acts on; background: it is removed now and the
+      collector removes its dependents after it;
+    - anything else is removed. Every write is conditional on the revision read.
+    """
+    if cascade not in CASCADES:
+        raise ManifestError([f'error: invalid cascade value ({cascade}). Must be "background", "foreground", or "orphan".'])
+    now = time.time() if now is None else now
     targets = list(targets)
-    missing = [_not_found(p, n) for p, ns, n in targets if store.get(_key(p, ns, n)) is None]
+    found = {(p, ns, n): store.get_versioned(_key(p, ns, n)) for p, ns, n in targets}
+    missing = [_not_found(p, n) for (p, _ns, n), v in found.items() if v is None]
     if missing:
         raise ManifestError(missing)
+    changes = [deletion(plural, name) for plural, _namespace, name in targets]
     if dry_run:
-        return [deletion(plural, name) for plural, _namespace, name in targets]
-    changes: list[Change] = []
-    for plural, namespace, name in targets:
-        if plural == "namespaces":
-            delete_namespace(lab, store, name)
-        elif registry.resolve(plural).kind in _WORKLOAD_KINDS:
-            controller.delete_workload(lab, store, registry.resolve(plural).kind, namespace or "default", name)
-        elif plural == "pods":
-            from testbed.runtime import pods  # noqa: PLC0415
-
-            pods.delete_pod(lab, namespace or "default", name, store)
-            controller.reconcile(lab, store, [namespace or "default"])
-        else:
-            store.delete(_key(plural, namespace, name))
-        changes.append(deletion(plural, name))
-    return changes
+        return Deleted(changes, [])
+    pending: list[str] = []
+    for target, current in found.items():
+        assert current is not None
+        key = _key(*target)
+        for _attempt in range(5):
+            if _ask(store, key, registry.resolve(target[0]), current, cascade, grace_period, force, now):
+                break
+            current = store.get_versioned(key)
+            if current is None:
+                break
+        pending.append(key)
+    return Deleted(changes, pending)
 
 
-def delete_namespace(lab: str, store: Datastore, name: str) -> None:
-    from testbed.runtime import pods  # noqa: PLC0415
-
-    for prefix in (keys.DEPLOYMENTS, keys.REPLICASETS, keys.CONTROLLERS, keys.SERVICES):
-        store.delete_prefix(f"{prefix}{name}/")
-    for pod_key in list(store.list(keys.pods_in(name))):
-        pods.delete_pod(lab, name, keys.name_of(pod_key), store)
-    for kind in registry.namespaced_kinds():
-        if kind.kind != "Pod":
-            store.delete_prefix(kind.scope(name))
-    for key in (keys.k8s_namespace(name), keys.namespace_profile(name), keys.service_account_profile(name)):
-        store.delete(key)
-
-
+def _ask(
+    store: Datastore, key: str, kind: registry.Kind, current: Versioned, cascade: str,
+    grace_period: int | None, force: bool, now: float,
+) -> bool:
+    """One conditional write of one deletion; False if the object changed since read."""
+    value = copy.deepcopy(current.value)
+    metadata = value.setdefault("metadata", {})
+    if kind.kind == "Namespace":
+        if metadata.get("deletionTimestamp"):
+            return True
+        metadata["deletionTimestamp"] = records.timestamp(now)
+        value.setdefault("spec", {})["finalizers"] = ["kubernetes"]
+        value.setdefault("status", {})["phase"] = "Terminating"
+        return put_if(store, key, value, current.revision)
+    if kind.kind == "Pod":
+        grace = grace_period if grace_period is not None else value.get("spec", {}).get("terminationGracePeriodSeconds", 30)
+        if (force and grace == 0) or not value.get("spec", {}).get("nodeName"):
+            return delete_if(store, key, current.revision)
+        if metadata.get("deletionTimestamp"):
+            return True
+        metadata["deletionTimestamp"] = records.timestamp(now)
+        metadata["deletionGracePeriodSeconds"] = int(grace)
+        return put_if(store, key, value, current.revision)
+    if cascade in FINALIZERS:
+        finalizer = FINALIZERS[cascade]
+        if metadata.get("deletionTimestamp") and finalizer in metadata.get("finalizers", []):
+            return True
+        metadata["deletionTimestamp"] = records.timestamp(now)
+        metadata["finalizers"] = sorted({*metadata.get("finalizers", []), finalizer})
+        return put_if(store, key, value, current.revision)
+    return delete_if(store, key, current.revision)
