@@ -124,6 +124,7 @@ def up(
     hosts: int | None = None,
     pods_per_host: int | None = None,
     route_reflector: bool = False,
+    pod_eviction_timeout: float | None = None,
     progress: build.Progress | None = None,
     say: Callable[[str], None] | None = None,
     ui_port: int | None = ui_forward.DEFAULT_PORT,
@@ -137,6 +138,8 @@ def up(
     topology = load_topology(topology_ref, hosts=hosts, pods_per_host=pods_per_host)
     if route_reflector:
         topology = replace(topology, options=replace(topology.options, route_reflector=True))
+    if pod_eviction_timeout is not None:
+        topology = replace(topology, options=replace(topology.options, pod_eviction_timeout=pod_eviction_timeout))
     lab = name or topology.name
     check_lab_name(lab)
     for pod in topology.pods:

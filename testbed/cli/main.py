@@ -114,6 +114,10 @@ def cli() -> None:
     "--route-reflector", is_flag=True, help="Hosts peer with a BIRD route reflector at 172.18.203.254, not a full mesh."
 )
 @click.option(
+    "--pod-eviction-timeout", type=click.FloatRange(0, 3600), default=None, metavar="SECONDS",
+    help="Seconds a failed host stays NotReady before its Deployments' pods are recreated elsewhere [default: 10].",
+)
+@click.option(
     "--ui-port", type=click.IntRange(1, 65535), default=30002, show_default=True,
     help="Local port on 127.0.0.1 for a topology's NodePort UI (stars).",
 )
@@ -121,7 +125,7 @@ def cli() -> None:
 @fails_cleanly
 def up(
     topology: str, name: str | None, hosts: int | None, pods_per_host: int | None, route_reflector: bool,
-    ui_port: int, fmt: str,
+    pod_eviction_timeout: float | None, ui_port: int, fmt: str,
 ) -> None:
     """Build a lab from TOPOLOGY and leave it running.
 
@@ -144,6 +148,7 @@ def up(
             hosts=hosts,
             pods_per_host=pods_per_host,
             route_reflector=route_reflector,
+            pod_eviction_timeout=pod_eviction_timeout,
             progress=progress,
             ui_port=ui_port,
             say=lambda line: click.echo(line, err=True),  # the manifests' kubectl lines, as progress

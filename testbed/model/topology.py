@@ -51,6 +51,7 @@ class PodSpec:
 class LabOptions:
     route_reflector: bool = False
     bgp_hold_time: int = 9  # seconds, used once BGP speakers run
+    pod_eviction_timeout: float = 10.0  # seconds a node may be NotReady before its pods move
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ def test_lab_record(values: Values) -> None:
         "name": "lab1",
         "topology": "demo",
         "source": "builtin:demo",
-        "options": {"route_reflector": False, "bgp_hold_time": 9},
+        "options": {"route_reflector": False, "bgp_hold_time": 9, "pod_eviction_timeout": 10.0},
         "created": CREATED,
     }
     info = records.lab_summary(values[keys.LAB])

@@ -100,7 +100,7 @@ def test_unknown_namespace_field() -> None:
 
 def test_unknown_option() -> None:
     assert only_problem({"hosts": ["h"], "options": {"rr": True}}) == (
-        f"{SOURCE}: options: unknown field 'rr' (allowed: route_reflector, bgp_hold_time)"
+        f"{SOURCE}: options: unknown field 'rr' (allowed: route_reflector, bgp_hold_time, pod_eviction_timeout)"
     )
 
 
