@@ -106,8 +106,9 @@ class _Writes:
             return True
         if len(self.puts) + len(self.deletes) + len(self.expect) <= MAX_TXN_OPS:
             return store.commit(self.puts, self.deletes, self.expect)
-        ok = all(store.commit({k: v}, expect={k: self.expect[k]}) for k, v in self.puts.items())
-        return all([store.commit({}, [k], expect={k: self.expect[k]}) for k in self.deletes]) and ok
+        puts = [store.commit({k: v}, expect={k: self.expect[k]}) for k, v in self.puts.items()]
+        deletes = [store.commit({}, [k], expect={k: self.expect[k]}) for k in self.deletes]
+        return all(puts) and all(deletes)
 
 
 class EndpointsController:
@@ -120,7 +121,7 @@ class EndpointsController:
     # --- the queue ---------------------------------------------------------------------
 
     def keys_for(self, event: WatchEvent) -> Iterable[str]:
-        if (ns := keys.namespace_of(event.key, keys.SERVICES)) is not None:
+        if keys.namespace_of(event.key, keys.SERVICES) is not None:
             return [event.key]
         if (ns := keys.namespace_of(event.key, keys.ENDPOINTS)) is not None:
             return [keys.service(ns, keys.name_of(event.key))]

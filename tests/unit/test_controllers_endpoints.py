@@ -5,6 +5,8 @@ the Service; and kube-proxy's rules rendered from the Endpoints they write."""
 from __future__ import annotations
 
 import random
+
+import pytest
 from typing import Any
 
 from agents.kubeproxy import desired_rules
@@ -253,3 +255,20 @@ def test_reconcile_all_is_one_pass_for_callers_without_a_manager() -> None:
     assert addresses(store) == (["10.65.0.2"], [])
     other = store.get(keys.endpoints("other", "db"))
     assert other is not None and other["subsets"][0]["addresses"][0]["ip"] == "10.65.0.9"
+
+
+def test_a_large_service_is_cut_into_slices_of_100_and_written_key_by_key_past_etcds_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import testbed.controllers.endpoints as module
+
+    monkeypatch.setattr(module, "MAX_TXN_OPS", 4)  # 3 puts + 3 expects do not fit: one commit per key
+    store = store_with(service(), *(pod(f"p{i}", f"10.65.{i // 250}.{i % 250 + 1}") for i in range(150)))
+    settle(store, [controller()], NOW)
+    sizes = sorted(len(s["endpoints"]) for s in slices(store).values())
+    assert sizes == [50, 100]
+    assert len(addresses(store)[0]) == 150
+    # Nothing left to write.
+    revision = store.revision()
+    settle(store, [controller()], NOW)
+    assert store.revision() == revision
