@@ -6,7 +6,8 @@ The controller then, for a namespace with a deletionTimestamp:
 
 1. deletes every namespaced object under it: the workloads first (Deployments,
    ReplicaSets, ReplicationControllers, DaemonSets: nothing recreates pods then), then
-   Services, Endpoints, EndpointSlices, NetworkPolicies, Leases and the stored-only kinds
+   Services, Endpoints, EndpointSlices, NetworkPolicies, Leases, any other namespaced kind
+   of ``testbed.kube.registry`` and the stored-only kinds
    (``/registry/other/<resource>/<ns>/<name>``), all outright; pods gracefully
    (``deletionTimestamp`` + ``deletionGracePeriodSeconds`` from the pod's
    ``terminationGracePeriodSeconds``, 30 by default) unless no node holds them yet (those
@@ -37,6 +38,7 @@ from typing import Any
 from testbed.controllers.clock import timestamp
 from testbed.datastore import keys
 from testbed.datastore.base import Datastore, DatastoreError, Value, Versioned, WatchEvent, delete_if, put_if
+from testbed.kube import registry
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +47,19 @@ TERMINATING = "Terminating"
 DEFAULT_GRACE_SECONDS = 30
 RECHECK_SECONDS = 1.0  # while pods terminate (their deletions also wake it up)
 RETRIES = 3
-# Removed outright, in this order: workloads first, so that nothing recreates pods.
+# Removed outright, in this order: workloads first, so that nothing recreates pods; then
+# the rest, including any namespaced kind the registry knows that is not listed here.
 WORKLOADS = (keys.DEPLOYMENTS, keys.REPLICASETS, keys.CONTROLLERS, keys.DAEMONSETS)
 SERVICE_OBJECTS = (keys.SERVICES, keys.ENDPOINTS, keys.ENDPOINT_SLICES, keys.NETWORK_POLICIES)
-OTHERS = (*SERVICE_OBJECTS, keys.LEASES)
+REGISTERED = tuple(
+    k.prefix for k in registry.KINDS if k.namespaced and k.prefix and not k.stored_only and k.prefix != keys.PODS
+)
+OTHERS = tuple(p for p in dict.fromkeys((*SERVICE_OBJECTS, *REGISTERED, keys.LEASES)) if p not in WORKLOADS)
 CLUSTER_SCOPED = "_cluster"  # the namespace segment of stored-only cluster-scoped objects
 # Watched for events that concern a namespace's content. Leases are left out: the
 # kubelets renew theirs every second (in kube-node-lease); one created in a namespace
 # being deleted is found by the re-check all the same.
-WATCHED = (keys.K8S_NAMESPACES, *WORKLOADS, keys.PODS, *SERVICE_OBJECTS, keys.OTHER_OBJECTS)
+WATCHED = (keys.K8S_NAMESPACES, *WORKLOADS, keys.PODS, *(p for p in OTHERS if p != keys.LEASES), keys.OTHER_OBJECTS)
 
 
 def _stored_only_namespace(key: str) -> str | None:
