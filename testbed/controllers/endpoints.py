@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from testbed.datastore import keys
+from testbed.datastore.records import timestamp
 from testbed.datastore.base import MAX_TXN_OPS, Datastore, Value, Versioned, WatchEvent
 from testbed.kube import endpoints as model
 from testbed.kube.errors import ManifestError
 from testbed.kube.services import PodInfo, Service, service_from_dict
 from testbed.kube.workloads import NAME_ALPHABET
-from testbed.controllers.clock import timestamp
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ The controller then, for a namespace with a deletionTimestamp:
    (``/registry/other/<resource>/<ns>/<name>``), all outright; pods gracefully
    (``deletionTimestamp`` + ``deletionGracePeriodSeconds`` from the pod's
    ``terminationGracePeriodSeconds``, 30 by default) unless no node holds them yet (those
-   outright). The kubelets remove the pod keys once their containers are stopped; the
+   outright; ``testbed.controllers.objects.pod_deletion``, as the other controllers
+   delete pods). The kubelets remove the pod keys once their containers are stopped; the
    WorkloadEndpoints, addresses and sandboxes are theirs too.
 2. waits, re-listing (a pod or object created meanwhile by a racing writer is deleted in
    turn); status condition ``NamespaceContentRemaining`` says what is left, as
@@ -35,16 +36,16 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from testbed.controllers.clock import timestamp
+from testbed.controllers import objects
 from testbed.datastore import keys
-from testbed.datastore.base import Datastore, DatastoreError, Value, Versioned, WatchEvent, delete_if, put_if
+from testbed.datastore.records import timestamp
+from testbed.datastore.base import Datastore, DatastoreError, Versioned, WatchEvent, delete_if, put_if
 from testbed.kube import registry
 
 log = logging.getLogger(__name__)
 
 FINALIZER = "kubernetes"
 TERMINATING = "Terminating"
-DEFAULT_GRACE_SECONDS = 30
 RECHECK_SECONDS = 1.0  # while pods terminate (their deletions also wake it up)
 RETRIES = 3
 # Removed outright, in this order: workloads first, so that nothing recreates pods; then
@@ -94,15 +95,6 @@ def is_terminating(namespace: Mapping[str, Any] | None) -> bool:
     return bool((namespace.get("metadata") or {}).get("deletionTimestamp")) or (
         (namespace.get("status") or {}).get("phase") == TERMINATING
     )
-
-
-def graceful(pod: Value, now: float) -> Value:
-    """The pod marked for graceful deletion, as the API server's DELETE does."""
-    metadata = pod.setdefault("metadata", {})
-    grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
-    metadata["deletionTimestamp"] = timestamp(now)
-    metadata["deletionGracePeriodSeconds"] = grace if isinstance(grace, int) and grace >= 0 else DEFAULT_GRACE_SECONDS
-    return pod
 
 
 def remaining_condition(pods: int, now: float) -> dict[str, Any]:
@@ -165,10 +157,10 @@ class NamespaceLifecycle:
         for key, item in pods.items():
             if (item.value.get("metadata") or {}).get("deletionTimestamp"):
                 terminating += 1
-            elif not (item.value.get("spec") or {}).get("nodeName"):
+            elif (deleting := objects.pod_deletion(item.value, now)) is None:
                 delete_if(store, key, item.revision)  # no kubelet holds it: nothing to stop
                 changed = True
-            elif put_if(store, key, graceful(copy.deepcopy(item.value), now), item.revision):
+            elif put_if(store, key, deleting, item.revision):
                 terminating += 1
                 log.info("namespace %s: deleting pod %s gracefully", namespace, keys.name_of(key))
             else:

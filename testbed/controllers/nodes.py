@@ -35,8 +35,9 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from testbed.controllers.clock import parse_timestamp, timestamp
+from testbed.controllers.objects import parse_time as parse_timestamp
 from testbed.datastore import keys
+from testbed.datastore.records import timestamp
 from testbed.datastore.base import Datastore, Value, Versioned, WatchEvent, delete_if, put_if
 
 log = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from testbed.controllers.clock import timestamp
 from testbed.datastore import keys
+from testbed.datastore.records import timestamp
 from testbed.datastore.base import Datastore, Value, Versioned, WatchEvent, put_if
 
 log = logging.getLogger(__name__)

@@ -212,10 +212,10 @@ def desired_slice_contents(
 def slice_object(service: Service, service_uid: str, name: str, ports: PortSet, endpoints: list[Object]) -> Object:
     """An EndpointSlice of ``service`` (without uid and creationTimestamp)."""
     labels = {**_labels(service), SERVICE_NAME_LABEL: service.name, MANAGED_BY_LABEL: MANAGED_BY}
-    owner = {
-        "apiVersion": "v1", "kind": "Service", "name": service.name, "uid": service_uid,
-        "controller": True, "blockOwnerDeletion": True,
-    }  # fmt: skip
+    owner: Object = {"apiVersion": "v1", "kind": "Service", "name": service.name}
+    if service_uid:  # a Service stored without one: no uid rather than an empty one
+        owner["uid"] = service_uid
+    owner.update({"controller": True, "blockOwnerDeletion": True})
     obj: Object = {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",

@@ -272,3 +272,19 @@ def test_a_large_service_is_cut_into_slices_of_100_and_written_key_by_key_past_e
     revision = store.revision()
     settle(store, [controller()], NOW)
     assert store.revision() == revision
+
+
+def test_a_service_stored_without_uid_gets_slices_with_no_owner_uid() -> None:
+    """An empty uid would be no reference at all; the garbage collector skips a reference
+    without one rather than taking the Service for gone."""
+    no_uid = service()
+    del no_uid["metadata"]["uid"]
+    store = store_with(no_uid, pod("a", "10.65.0.2"))
+    settle(store, [controller()], NOW)
+    [slice_] = slices(store).values()
+    assert slice_["metadata"]["ownerReferences"] == [
+        {"apiVersion": "v1", "kind": "Service", "name": "web", "controller": True, "blockOwnerDeletion": True}
+    ]
+    revision = store.revision()
+    settle(store, [controller()], NOW)  # and it stays: the slice is the Service's all the same
+    assert store.revision() == revision

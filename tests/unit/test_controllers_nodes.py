@@ -4,18 +4,24 @@ the timeout, and a renewed Lease stops all of it."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 
 from testbed.controllers.base import settle
-from testbed.controllers.clock import micro_timestamp, timestamp
 from testbed.controllers.nodes import NodeLifecycle, build
 from testbed.datastore import keys
 from testbed.datastore.base import WatchEvent
 from testbed.datastore.memory import MemoryDatastore
+from testbed.datastore.records import timestamp
 
 T0 = 1_700_000_000.0
+
+
+def micro_timestamp(t: float) -> str:
+    """A Lease's renewTime: RFC 3339 with microseconds, as the kubelet writes it."""
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def renew(store: MemoryDatastore, host: str, at: float) -> None:
