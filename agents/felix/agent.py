@@ -37,7 +37,9 @@ from testbed.model.policy import Endpoint
 LOG = logging.getLogger("agents.felix")
 RESYNC_SECONDS = 10.0  # Felix v3.28 resyncs ipsets every 10 s; we resync everything
 DEBOUNCE_SECONDS = 0.01
-SERVICE_PREFIXES = (keys.SERVICES, keys.PODS)  # kube-proxy's inputs, cached like the view
+# kube-proxy's inputs, cached like the view. Endpoints, not pods: pods' status changes
+# often, and turning it into endpoints is the controller manager's work.
+SERVICE_PREFIXES = (keys.SERVICES, keys.ENDPOINTS)
 CACHED = (*VIEW_PREFIXES, *SERVICE_PREFIXES)  # what a sync may take from memory
 WATCHED = (*CACHED, keys.BARRIER)
 
@@ -175,22 +177,23 @@ class Agent:
 
 
     def _service_rules(self, reread: set[str]) -> tuple[str, str]:
-        """kube-proxy's rules for every Service (endpoints: the stored pods of all hosts).
-        NodePorts answer on this host's own address, as kube-proxy's --nodeport-addresses.
+        """kube-proxy's rules for every Service, from the Endpoints the controller manager
+        writes (kube-proxy never reads pods). NodePorts answer on this host's own
+        address, as kube-proxy's --nodeport-addresses.
 
-        Services and pods are listed (and the rules rendered) again only when the watches
-        saw them change, as the view's prefixes: a policy change lists neither (all pods
-        of the lab, on every host). Pods are not listed while there is no Service."""
+        Services and Endpoints are listed (and the rules rendered) again only when the
+        watches saw them change, as the view's prefixes: a policy change lists neither.
+        Endpoints are not listed while there is no Service."""
         for prefix in SERVICE_PREFIXES:
             if prefix in reread and self._listed.pop(prefix, None) is not None:
                 self._service_text = None
         services = self._listing(keys.SERVICES)
-        pods = self._listing(keys.PODS) if services else []
+        endpoints = self._listing(keys.ENDPOINTS) if services else []
         if self._host_ip is None and (node := self.store.get(keys.node(self.host))):
             self._host_ip = records.node_summary(node).ip
             self._service_text = None
         if self._service_text is None:
-            self._service_text = desired_rules(services, pods, [str(self._host_ip)] if self._host_ip else [])
+            self._service_text = desired_rules(services, endpoints, [str(self._host_ip)] if self._host_ip else [])
         return self._service_text
 
     def _listing(self, prefix: str) -> list[Any]:

@@ -222,6 +222,23 @@ def daemonset(namespace: str, name: str) -> str:
     return f"{DAEMONSETS}{namespace}/{name}"
 
 
+def endpoints(namespace: str, service_name: str) -> str:
+    """The v1 Endpoints of a Service (same namespace and name)."""
+    return f"{ENDPOINTS}{namespace}/{service_name}"
+
+
+def endpoints_in(namespace: str) -> str:
+    return f"{ENDPOINTS}{namespace}/"
+
+
+def endpoint_slice(namespace: str, name: str) -> str:
+    return f"{ENDPOINT_SLICES}{namespace}/{name}"
+
+
+def endpoint_slices_in(namespace: str) -> str:
+    return f"{ENDPOINT_SLICES}{namespace}/"
+
+
 def k8s_node(host: str) -> str:
     """The Kubernetes Node of a host (``/registry/minions/<host>``, not Calico's node)."""
     return K8S_NODES + host
@@ -229,6 +246,14 @@ def k8s_node(host: str) -> str:
 
 def node_lease(host: str) -> str:
     return NODE_LEASES + host
+
+
+def namespace_of(key: str, prefix: str) -> str | None:
+    """The namespace of a key ``<prefix><ns>/<name>``, or None when the key is not one."""
+    try:
+        return split_namespaced(key, prefix)[0]
+    except KeyFormatError:
+        return None
 
 
 def name_of(key: str) -> str:

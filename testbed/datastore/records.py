@@ -212,6 +212,12 @@ def k8s_pod_record(lab: str, pod: PodPlan, host_ip: IPv4Address, created: float)
         },
         "status": {
             "phase": "Running",
+            # Started with its pod, no readiness probe: ready, as a kubelet would report it
+            # (the endpoints controller puts Ready pods in their Services' Endpoints).
+            "conditions": [
+                {"type": kind, "status": "True", "lastProbeTime": None, "lastTransitionTime": timestamp(created)}
+                for kind in ("Initialized", "Ready", "ContainersReady", "PodScheduled")
+            ],
             "podIP": str(pod.ip),
             "podIPs": [{"ip": str(pod.ip)}],
             "hostIP": str(host_ip),

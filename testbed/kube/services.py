@@ -1,11 +1,12 @@
-"""v1 Service: manifest <-> ``Service``, ClusterIP and NodePort allocation, endpoints.
+"""v1 Service: manifest <-> ``Service``, ClusterIP and NodePort allocation, pod selection.
 
 ``parse_service`` decodes strictly and validates as the API server does (every problem at
 once, one kubectl-like line each); ``allocate`` gives a ClusterIP from the service CIDR and
 NodePorts from 30000-32767, lowest free first so that tests can predict them;
 ``service_to_dict`` is the object as the API server stores it and ``service_from_dict``
-reads it back. ``endpoints`` is the endpoints controller: the running pods a selector
-picks, and for each service port the ordered ``ip:port`` list kube-proxy spreads over.
+reads it back. ``PodInfo``, ``selects`` and ``target_port_of`` are what a Service's
+endpoints are made of: the stored Endpoints and EndpointSlices (``testbed.kube.endpoints``,
+written by the controller manager's endpoints controller), which kube-proxy reads.
 
 Only ``store_value`` touches a store (it reads the allocations already made); the rest is
 pure. kube-proxy's rules are rendered from these in ``agents.kubeproxy``.
@@ -532,11 +533,15 @@ class PodInfo:
     ip: str | None
     labels: tuple[tuple[str, str], ...] = ()
     ports: tuple[ContainerPort, ...] = ()
-    running: bool = True
+    ready: bool = True  # condition Ready is "True"
+    terminating: bool = False  # metadata.deletionTimestamp is set
+    finished: bool = False  # phase Succeeded or Failed: never an endpoint again
+    node: str = ""  # spec.nodeName
+    uid: str = ""
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> PodInfo:
-        """A Pod as stored under /registry/pods/<ns>/<name> (records.k8s_pod_record)."""
+        """A Pod as stored under /registry/pods/<ns>/<name>."""
         metadata = record.get("metadata") or {}
         status = record.get("status") or {}
         ports = []
@@ -548,18 +553,19 @@ class PodInfo:
                         port=item["containerPort"],
                         protocol=item.get("protocol") or "TCP",
                     ))  # fmt: skip
+        conditions = status.get("conditions") or []
         return cls(
             namespace=metadata.get("namespace") or "default",
             name=metadata.get("name") or "",
             ip=status.get("podIP") or None,
             labels=tuple(sorted((metadata.get("labels") or {}).items())),
             ports=tuple(ports),
-            running=status.get("phase") == "Running" and not metadata.get("deletionTimestamp"),
+            ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions),
+            terminating=bool(metadata.get("deletionTimestamp")),
+            finished=status.get("phase") in ("Succeeded", "Failed"),
+            node=(record.get("spec") or {}).get("nodeName") or "",
+            uid=metadata.get("uid") or "",
         )
-
-
-def _pod(pod: PodInfo | Mapping[str, Any]) -> PodInfo:
-    return pod if isinstance(pod, PodInfo) else PodInfo.from_record(pod)
 
 
 def selects(service: Service, pod: PodInfo) -> bool:
@@ -580,35 +586,3 @@ def target_port_of(port: ServicePort, pod: PodInfo) -> int | None:
         if container_port.name == port.target_port and container_port.protocol == port.protocol:
             return container_port.port
     return None
-
-
-def endpoints(
-    service: Service, pods: Iterable[PodInfo | Mapping[str, Any]]
-) -> dict[str, tuple[Endpoint, ...]]:
-    """For each port (by name; "" for a single unnamed port) the endpoints of the running
-    pods the selector picks, ordered as kube-proxy orders them (by ``ip:port`` text)."""
-    ready = [p for p in map(_pod, pods) if p.running and p.ip and selects(service, p)]
-    out: dict[str, tuple[Endpoint, ...]] = {}
-    for port in service.ports:
-        found = {Endpoint(str(p.ip), n) for p in ready if (n := target_port_of(port, p)) is not None}
-        out[port.name] = tuple(sorted(found, key=str))
-    return out
-
-
-def endpoints_by_service(
-    services: Sequence[Service], pods: Iterable[PodInfo | Mapping[str, Any]]
-) -> dict[tuple[str, str], dict[str, tuple[Endpoint, ...]]]:
-    """``endpoints`` of every service, keyed by (namespace, name).
-
-    Pods are indexed by (namespace, label) first, so that each service looks only at the
-    pods carrying one of its selector's labels: linear, not services x pods."""
-    index: dict[tuple[str, str, str], list[PodInfo]] = {}
-    for pod in map(_pod, pods):
-        if pod.running and pod.ip:
-            for key, value in pod.labels:
-                index.setdefault((pod.namespace, key, value), []).append(pod)
-    out: dict[tuple[str, str], dict[str, tuple[Endpoint, ...]]] = {}
-    for service in services:
-        groups = [index.get((service.namespace, k, v), []) for k, v in service.selector]
-        out[(service.namespace, service.name)] = endpoints(service, min(groups, key=len) if groups else [])
-    return out

@@ -47,8 +47,9 @@ class LabFacts:
 
 
 def read_facts(lab: str) -> LabFacts:
-    from testbed.kube.services import endpoints_by_service, service_from_dict
+    from testbed.kube.endpoints import endpoints_by_service
     from testbed.kube.errors import ManifestError
+    from testbed.kube.services import service_from_dict
 
     current = api.status(lab)
     pods = {f"{p.namespace}/{p.name}": Node("pod", f"{p.namespace}/{p.name}", p.ip, p.host, p.netns, p.interface)
@@ -57,14 +58,15 @@ def read_facts(lab: str) -> LabFacts:
     with api.datastore(lab) as store:
         view = read_view(store)
         stored = list(store.list(keys.SERVICES).values())
-        stored_pods = list(store.list(keys.PODS).values()) if stored else []
+        # As kube-proxy: a Service's endpoints are its stored Endpoints' ready addresses.
+        stored_endpoints = list(store.list(keys.ENDPOINTS).values()) if stored else []
     services = []
     for obj in stored:
         try:
             services.append(service_from_dict(obj))
         except ManifestError:  # a bad stored Service is kube-proxy's problem, not the trace's
             continue
-    return LabFacts(lab, pods, hosts, view, services, endpoints_by_service(services, stored_pods))
+    return LabFacts(lab, pods, hosts, view, services, endpoints_by_service(services, stored_endpoints))
 
 
 def _party(facts: LabFacts, text: str) -> Node | None:

@@ -1,6 +1,7 @@
 """kube-proxy's rules for real, in two scratch namespaces joined by a veth pair.
 
-``host`` plays a lab host (the rules go there, applied by ``KubeProxyTables`` through
+``host`` plays a lab host (the rules go there, rendered from the Endpoints the endpoints
+controller would store, applied by ``KubeProxyTables`` through
 ``ip netns exec``), ``pod`` plays a pod serving TCP 8080 on 10.65.0.2. Connections to the
 ClusterIP and the NodePort must reach the pod's server; the applier must not write twice,
 must sweep what it no longer renders and repair drift; Felix's applier in the same filter
@@ -23,6 +24,7 @@ from agents.felix.apply import IptablesTable, SubprocessRunner
 from agents.felix.render.rules import Chain, Rule
 from agents.kubeproxy import KubeProxyTables, desired_rules
 from agents.kubeproxy.render import endpoint_chain, service_chain
+from testbed.kube.endpoints import desired_endpoints
 from testbed.kube.services import ContainerPort, PodInfo, Service, ServicePort
 from tests.integration.labs import REPO, in_netns, unique
 
@@ -37,6 +39,9 @@ WEB = Service(
 )  # fmt: skip
 EMPTY = Service("demo", "empty", "ClusterIP", (("app", "nobody"),), (ServicePort("", "TCP", 81, 81),), "10.96.0.6")
 BACKEND = PodInfo("demo", "backend", POD_IP, (("app", "web"),), (ContainerPort("http", 8080),))
+# What the endpoints controller stores for the two Services given the backend pod:
+# kube-proxy reads these, never pods.
+ENDPOINTS = [desired_endpoints(WEB, [BACKEND]), desired_endpoints(EMPTY, [BACKEND])]
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,7 @@ def connect(netns: str, ip: str, port: int, source: str | None = None, timeout: 
 
 
 def test_cluster_ip_and_node_port_reach_the_endpoint(pair: Pair) -> None:
-    nat, filter_text = desired_rules([WEB], [BACKEND])
+    nat, filter_text = desired_rules([WEB], ENDPOINTS)
     report = KubeProxyTables(pair.runner).apply(nat, filter_text)
     assert report.tables_written == ("nat", "filter") and report.hooks_added == 7
     saved = pair.save()
@@ -139,7 +144,7 @@ def test_cluster_ip_and_node_port_reach_the_endpoint(pair: Pair) -> None:
 
 def test_applying_twice_changes_nothing_and_resync_repairs_drift(pair: Pair) -> None:
     tables = KubeProxyTables(pair.runner)
-    nat, filter_text = desired_rules([WEB], [BACKEND])
+    nat, filter_text = desired_rules([WEB], ENDPOINTS)
     tables.apply(nat, filter_text)
     assert connect(pair.host, CLUSTER_IP, 80)[0] == "backend"
     before = pair.save(counters=True), pair.save("filter", counters=True)
@@ -161,10 +166,10 @@ def test_applying_twice_changes_nothing_and_resync_repairs_drift(pair: Pair) -> 
 
 def test_stale_chains_are_deleted_and_a_service_without_endpoints_refuses(pair: Pair) -> None:
     tables = KubeProxyTables(pair.runner)
-    tables.apply(*desired_rules([WEB], [BACKEND]))
+    tables.apply(*desired_rules([WEB], ENDPOINTS))
     svc = service_chain("demo/web:http", "tcp")
     assert f":{svc} " in pair.save()
-    report = tables.apply(*desired_rules([EMPTY], [BACKEND]))
+    report = tables.apply(*desired_rules([EMPTY], ENDPOINTS))
     assert set(report.chains_deleted) == {
         svc, svc.replace("SVC", "EXT"), endpoint_chain("demo/web:http", "tcp", f"{POD_IP}:8080")
     }
@@ -174,7 +179,7 @@ def test_stale_chains_are_deleted_and_a_service_without_endpoints_refuses(pair: 
     answer, took = connect(pair.host, "10.96.0.6", 81, timeout=3.0)
     assert answer == "ConnectionRefusedError" and took < 1.0  # REJECT, not a timeout
     # A fresh process (an agent restart) sweeps what an earlier one left behind.
-    tables.apply(*desired_rules([WEB], [BACKEND]))
+    tables.apply(*desired_rules([WEB], ENDPOINTS))
     fresh = KubeProxyTables(pair.runner).apply(*desired_rules([], []))
     assert svc in fresh.chains_deleted and not fresh.hooks_added
     assert "KUBE-SVC-" not in pair.save() and "REJECT" not in pair.save("filter")
@@ -184,7 +189,7 @@ def test_felix_and_kube_proxy_share_the_filter_table_without_fighting(pair: Pair
     felix = IptablesTable("filter", pair.runner)
     felix.desired([Chain("cali-FORWARD", (Rule("-i cali+", "-j DROP"),))], [("FORWARD", Rule("", "-j cali-FORWARD"))])
     kube = KubeProxyTables(pair.runner)
-    texts = desired_rules([WEB, EMPTY], [BACKEND])
+    texts = desired_rules([WEB, EMPTY], ENDPOINTS)
     assert kube.apply(*texts).wrote
     assert felix.apply().wrote
     assert kube.apply(*texts, resync=True).hooks_added == 0

@@ -35,6 +35,19 @@ def test_kubernetes_and_lab_keys() -> None:
     assert keys.LAB == "/testbed/lab"
 
 
+def test_control_plane_keys_follow_the_registry_layout() -> None:
+    assert keys.endpoints("demo", "web") == "/registry/services/endpoints/demo/web"
+    assert keys.endpoint_slice("demo", "web-x7k2p") == "/registry/endpointslices/demo/web-x7k2p"
+    assert keys.k8s_node("host1") == "/registry/minions/host1"
+    assert keys.node_lease("host1") == "/registry/leases/kube-node-lease/host1"
+    assert keys.DAEMONSETS == "/registry/daemonsets/"
+    # Endpoints live beside Service specs, never under them.
+    assert not keys.endpoints("demo", "web").startswith(keys.SERVICES)
+    assert keys.namespace_of(keys.pod("demo", "a"), keys.PODS) == "demo"
+    assert keys.namespace_of(keys.PODS + "demo", keys.PODS) is None
+    assert keys.namespace_of(keys.service("demo", "a"), keys.PODS) is None
+
+
 def test_prefixes_end_with_a_slash_so_namespaces_do_not_overlap() -> None:
     assert not keys.pod("ab", "x").startswith(keys.pods_in("a"))
     assert keys.pod("a", "x").startswith(keys.pods_in("a"))

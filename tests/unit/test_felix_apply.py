@@ -591,44 +591,54 @@ def service_value(port: int) -> dict:
     }  # fmt: skip
 
 
-def pod_value(name: str, ip: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "demo", "labels": {"app": "web"}},
-            "spec": {"nodeName": "host1", "containers": [{"name": "c", "image": "agnhost"}]},
-            "status": {"phase": "Running", "podIP": ip}}  # fmt: skip
+def endpoints_value(*ips: str) -> dict:
+    """The Endpoints the controller manager writes for `web` (ready pods at port 80)."""
+    return {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "web", "namespace": "demo"},
+            "subsets": [{"addresses": [{"ip": ip, "nodeName": "host1"} for ip in ips],
+                         "ports": [{"port": 80, "protocol": "TCP"}]}]}  # fmt: skip
 
 
-def test_services_and_pods_are_listed_only_when_their_watches_saw_a_change():
+def test_services_and_endpoints_are_listed_only_when_their_watches_saw_a_change():
     store = cluster()
     store.put(keys.service("demo", "web"), service_value(8080))
-    store.put(keys.pod("demo", "a"), pod_value("a", "10.65.0.1"))
+    store.put(keys.endpoints("demo", "web"), endpoints_value("10.65.0.1"))
     runner = FakeRunner()
     agent = Agent(store, "host1", NoWorkloads(runner))
     agent.sync(full=True)
-    assert keys.SERVICES in store.listed and keys.PODS in store.listed
+    assert keys.SERVICES in store.listed and keys.ENDPOINTS in store.listed
+    assert keys.PODS not in store.listed  # kube-proxy reads Endpoints, never pods
     # A policy change: kube-proxy's inputs come from memory, no nat rules are written.
     store.put(NETWORK_POLICIES + "demo/web", policy_value(81))
     agent.changes.note(NETWORK_POLICIES, store.last_write_revision)
     store.listed.clear()
     runner.calls.clear()
     agent.sync(full=False)
-    assert keys.SERVICES not in store.listed and keys.PODS not in store.listed
+    assert keys.SERVICES not in store.listed and keys.ENDPOINTS not in store.listed
     assert not [c for c in runner.calls if (c.input or "").startswith("*nat")]
-    # A new endpoint pod: only the pods are listed again, and the nat rules follow it.
-    store.put(keys.pod("demo", "b"), pod_value("b", "10.65.0.2"))
+    # A new endpoint: only the Endpoints are listed again, and the nat rules follow them.
+    store.put(keys.endpoints("demo", "web"), endpoints_value("10.65.0.1", "10.65.0.2"))
     written = store.last_write_revision
-    agent.changes.note(keys.PODS, written)
+    agent.changes.note(keys.ENDPOINTS, written)
     store.listed.clear()
     runner.calls.clear()
     agent.sync(full=False)
-    assert keys.PODS in store.listed and keys.SERVICES not in store.listed
+    assert keys.ENDPOINTS in store.listed and keys.SERVICES not in store.listed
     nat_writes = [c.input for c in runner.calls if (c.input or "").startswith("*nat")]
     assert len(nat_writes) == 1 and "10.65.0.2:80" in nat_writes[0]
     assert agent.enforced == written
 
 
-def test_claimable_holds_back_a_pod_change_a_cached_sync_missed():
-    assert claimable(10, {keys.PODS: 8}, set()) == 7
+def test_the_agent_does_not_watch_pods():
+    from agents.felix.agent import WATCHED
+
+    assert keys.ENDPOINTS in WATCHED
+    assert not [p for p in WATCHED if p.startswith(keys.PODS) or keys.PODS.startswith(p)]
+
+
+def test_claimable_holds_back_an_endpoints_change_a_cached_sync_missed():
+    assert claimable(10, {keys.ENDPOINTS: 8}, set()) == 7
     assert claimable(10, {keys.SERVICES: 9}, {keys.SERVICES}) == 10
+    assert claimable(10, {keys.PODS: 8}, set()) == 10  # not an input of the agent any more
 
 
 def test_run_loop_notes_what_the_watches_saw_and_reports_it_enforced():

@@ -1,4 +1,4 @@
-"""v1 Service manifests: defaults, API-server errors, allocation, stored form, endpoints."""
+"""v1 Service manifests: defaults, API-server errors, allocation, stored form, endpoints (as stored, and as kube-proxy reads them)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from testbed.datastore import keys
 from testbed.datastore.memory import MemoryDatastore
+from testbed.kube.endpoints import desired_endpoints, endpoints_by_service, ready_endpoints
 from testbed.kube.errors import ManifestError
 from testbed.kube.services import (
     ContainerPort,
@@ -17,8 +18,6 @@ from testbed.kube.services import (
     Service,
     ServicePort,
     allocate,
-    endpoints,
-    endpoints_by_service,
     keep_allocations,
     parse_service,
     service_from_dict,
@@ -245,21 +244,28 @@ def test_store_value_allocates_against_stored_and_pending_services() -> None:
         store_value(store, moved, value, 5.0)
 
 
-# --- endpoints -----------------------------------------------------------------------------
+# --- endpoints: what the controller writes, and kube-proxy's reading of it ----------------------
 
 
 def pod_record(name: str, ip: str, labels: dict[str, str], ports: list[dict[str, Any]] | None = None,
-               namespace: str = "demo", phase: str = "Running") -> dict[str, Any]:
+               namespace: str = "demo", phase: str = "Running", ready: bool = True) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "metadata": {"name": name, "namespace": namespace, "labels": labels, "uid": f"uid-{name}"},
         "spec": {"nodeName": "host1", "containers": [{"name": "c", "image": "agnhost", "ports": ports or []}]},
-        "status": {"phase": phase, "podIP": ip, "podIPs": [{"ip": ip}]},
+        "status": {"phase": phase, "podIP": ip, "podIPs": [{"ip": ip}],
+                   "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
     }
 
 
 HTTP = [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+
+
+def through_endpoints(service: Service, pods: list[Any]) -> dict[str, tuple[Endpoint, ...]]:
+    """What kube-proxy gets for ``service``: the Endpoints the controller would store for
+    these pods, read back as kube-proxy reads them."""
+    return ready_endpoints(service, desired_endpoints(service, pods))
 
 
 def test_endpoints_follow_the_selector_in_kube_proxys_order() -> None:
@@ -269,9 +275,12 @@ def test_endpoints_follow_the_selector_in_kube_proxys_order() -> None:
         pod_record("b", "10.65.0.10", {"app": "web"}),
         pod_record("c", "10.65.0.3", {"app": "db"}),
         pod_record("d", "10.65.0.4", {"app": "web"}, namespace="other"),
-        pod_record("e", "10.65.0.5", {"app": "web"}, phase="Pending"),
+        pod_record("e", "10.65.0.5", {"app": "web"}, phase="Pending", ready=False),
     ]
-    assert endpoints(service, pods) == {"": (Endpoint("10.65.0.10", 8080), Endpoint("10.65.0.2", 8080))}
+    assert through_endpoints(service, pods) == {"": (Endpoint("10.65.0.10", 8080), Endpoint("10.65.0.2", 8080))}
+    subsets = desired_endpoints(service, pods)["subsets"]
+    assert [a["ip"] for a in subsets[0]["notReadyAddresses"]] == ["10.65.0.5"]
+    assert [a["ip"] for a in subsets[0]["addresses"]] == ["10.65.0.2", "10.65.0.10"]  # by address
 
 
 def test_named_target_ports_resolve_per_pod_and_skip_pods_without_them() -> None:
@@ -287,18 +296,35 @@ def test_named_target_ports_resolve_per_pod_and_skip_pods_without_them() -> None
         pod_record("c", "10.65.0.4", {"app": "web"}),  # no such named port: left out
         pod_record("d", "10.65.0.5", {"app": "web"}, other_port),
     ]
-    assert endpoints(service, pods) == {
+    assert through_endpoints(service, pods) == {
         "http": (Endpoint("10.65.0.2", 8080), Endpoint("10.65.0.3", 9090), Endpoint("10.65.0.5", 9090)),
         "dns": (),  # the named port is TCP; a UDP service port does not match it
     }
 
 
+def test_kube_proxy_reads_ports_by_name_and_protocol_and_only_ready_addresses() -> None:
+    service = parse_service(manifest({"selector": {"app": "web"}, "ports": [
+        {"name": "http", "port": 80, "targetPort": 8080}, {"name": "dns", "port": 53, "protocol": "UDP"}]}), "demo")
+    stored = {"subsets": [
+        {"addresses": [{"ip": "10.65.0.2"}], "notReadyAddresses": [{"ip": "10.65.0.3"}],
+         "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}, {"name": "dns", "port": 53, "protocol": "TCP"}]},
+        {"addresses": [{"ip": "10.65.0.4"}], "ports": [{"name": "http", "port": 8081, "protocol": "TCP"}]},
+    ]}  # fmt: skip
+    assert ready_endpoints(service, stored) == {
+        "http": (Endpoint("10.65.0.2", 8080), Endpoint("10.65.0.4", 8081)),
+        "dns": (),  # a TCP port named dns is not the UDP service port
+    }
+    assert ready_endpoints(service, None) == {"http": (), "dns": ()}
+
+
 def test_a_service_without_selector_has_no_endpoints() -> None:
     service = parse_service(manifest({"ports": [{"port": 80}]}), "demo")
-    assert endpoints(service, [pod_record("a", "10.65.0.2", {"app": "web"})]) == {"": ()}
+    assert through_endpoints(service, [pod_record("a", "10.65.0.2", {"app": "web"})]) == {"": ()}
     assert PodInfo.from_record(pod_record("a", "10.65.0.2", {"app": "web"}, HTTP)) == PodInfo(
-        "demo", "a", "10.65.0.2", (("app", "web"),), (ContainerPort("http", 8080, "TCP"),)
+        "demo", "a", "10.65.0.2", (("app", "web"),), (ContainerPort("http", 8080, "TCP"),),
+        ready=True, node="host1", uid="uid-a",
     )
+    assert not PodInfo.from_record(pod_record("a", "10.65.0.2", {}, ready=False)).ready
 
 
 def test_endpoints_by_service_matches_each_services_own_endpoints() -> None:
@@ -314,7 +340,9 @@ def test_endpoints_by_service_matches_each_services_own_endpoints() -> None:
         pod_record("c", "10.65.0.4", {"app": "web"}, namespace="other"),
         pod_record("d", "10.65.0.5", {"tier": "a"}),
     ]
-    found = endpoints_by_service(services, pods)
-    assert found == {(s.namespace, s.name): endpoints(s, pods) for s in services}
+    stored = [desired_endpoints(s, pods) for s in services if s.selector]
+    found = endpoints_by_service(services, stored)
+    assert found == {(s.namespace, s.name): through_endpoints(s, pods) for s in services}
     assert found[("demo", "two")] == {"": (Endpoint("10.65.0.2", 80),)}
+    assert found[("demo", "none")] == {"": ()}
     assert len(found[("demo", "one")][""]) == 2 and found[("other", "elsewhere")] == {"": (Endpoint("10.65.0.4", 80),)}

@@ -136,16 +136,23 @@ COMMIT
 
 
 def test_desired_rules_from_stored_objects() -> None:
-    pod = {
-        "metadata": {"name": "a", "namespace": "demo", "labels": {"app": "web"}},
-        "spec": {"containers": [{"ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]}]},
-        "status": {"phase": "Running", "podIP": "10.65.0.7"},
-    }
     named = Service("demo", "web", "ClusterIP", (("app", "web"),), (ServicePort("", "TCP", 80, "http"),), "10.96.0.2")
+    empty = Service("demo", "empty", "ClusterIP", (("app", "x"),), (ServicePort("", "TCP", 81, 81),), "10.96.0.4")
     broken = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "Bad"}, "spec": {}}
-    nat, filter_text = desired_rules([service_to_dict(named), broken], [pod])
+    endpoints = [
+        {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "web", "namespace": "demo"},
+         "subsets": [{"addresses": [{"ip": "10.65.0.7", "targetRef": {"kind": "Pod", "name": "a"}}],
+                      "notReadyAddresses": [{"ip": "10.65.0.8"}],
+                      "ports": [{"port": 8080, "protocol": "TCP"}]}]},
+        # Another namespace's Endpoints of the same name are not this Service's.
+        {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "empty", "namespace": "other"},
+         "subsets": [{"addresses": [{"ip": "10.65.0.9"}], "ports": [{"port": 81, "protocol": "TCP"}]}]},
+    ]  # fmt: skip
+    nat, filter_text = desired_rules([service_to_dict(named), service_to_dict(empty), broken], endpoints)
     assert "-j DNAT --to-destination 10.65.0.7:8080" in nat
-    assert "REJECT" not in filter_text
+    assert "10.65.0.8" not in nat and "10.65.0.9" not in nat  # not ready; not this namespace
+    assert "demo/web" not in filter_text and '"demo/empty has no endpoints"' in filter_text
+    assert desired_rules([service_to_dict(named)], []) == (render_nat([named], {}), render_filter([named], {}))
 
 
 # --- the applier, against a fake kernel --------------------------------------------------------

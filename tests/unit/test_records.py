@@ -175,6 +175,9 @@ def test_kubernetes_namespace_and_pod(plan: LabPlan, values: Values) -> None:
     assert pod["status"]["podIP"] == str(be.ip)
     assert pod["status"]["hostIP"] == "172.18.203.129"
     assert pod["status"]["phase"] == "Running"
+    assert {c["type"]: c["status"] for c in pod["status"]["conditions"]} == {
+        "Initialized": "True", "Ready": "True", "ContainersReady": "True", "PodScheduled": "True"
+    }  # fmt: skip
     fe = values[keys.pod("stars", "fe")]
     assert fe["spec"]["containers"] == [{"name": "nginx", "image": "nginx"}]
 
