@@ -403,7 +403,9 @@ def _store_once(
 
 
 def _terminating(namespace: Mapping[str, Any]) -> bool:
-    return bool(namespace.get("metadata", {}).get("deletionTimestamp")) or namespace.get("status", {}).get("phase") == "Terminating"
+    from testbed.controllers.namespaces import is_terminating  # noqa: PLC0415
+
+    return is_terminating(namespace)
 
 
 def _commit(store: Datastore, writes: Mapping[str, dict[str, Any]], read: Mapping[str, int]) -> None:

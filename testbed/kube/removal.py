@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from testbed.datastore import records
+from testbed.datastore import keys, records
 from testbed.datastore.base import Datastore, Versioned, delete_if, put_if
 from testbed.kube import registry
 from testbed.kube.errors import ManifestError
@@ -104,12 +104,10 @@ def _ask(
     value = copy.deepcopy(current.value)
     metadata = value.setdefault("metadata", {})
     if kind.kind == "Namespace":
-        if metadata.get("deletionTimestamp"):
-            return True
-        metadata["deletionTimestamp"] = records.timestamp(now)
-        value.setdefault("spec", {})["finalizers"] = ["kubernetes"]
-        value.setdefault("status", {})["phase"] = "Terminating"
-        return put_if(store, key, value, current.revision)
+        from testbed.controllers.namespaces import mark_terminating  # noqa: PLC0415
+
+        mark_terminating(store, keys.name_of(key), now)
+        return True
     if kind.kind == "Pod":
         grace = grace_period if grace_period is not None else value.get("spec", {}).get("terminationGracePeriodSeconds", 30)
         if (force and grace == 0) or not value.get("spec", {}).get("nodeName"):
