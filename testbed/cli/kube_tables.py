@@ -122,6 +122,19 @@ def pod_restarts(value: Value, now: float | None = None) -> str:
     return f"{count} ({age({'metadata': {'creationTimestamp': latest}}, now)} ago)"
 
 
+def endpoints_text(value: Value) -> str:
+    """ENDPOINTS: ready ip:port pairs, the first three, as kubectl shows them."""
+    pairs = [
+        f"{a.get('ip')}:{p.get('port')}"
+        for subset in value.get("subsets") or []
+        for a in subset.get("addresses") or []
+        for p in subset.get("ports") or [{}]
+    ]
+    if not pairs:
+        return "<none>"
+    return ",".join(pairs[:3]) + (f" + {len(pairs) - 3} more..." if len(pairs) > 3 else "")
+
+
 def node_status(value: Value) -> str:
     """Ready or NotReady from a Kubernetes Node's Ready condition (a Calico node: Ready)."""
     conditions = value.get("status", {}).get("conditions")
@@ -183,6 +196,31 @@ def rows(plural: str, values: Sequence[Value], wide: bool, counts: Counts = stat
                 row += [_container(v).get("name", ""), _container(v).get("image", ""), _workload_selector(plural, v)]
             out.append(row)
         return out
+    if plural == "daemonsets":
+        header = ["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"]
+        out = [header]
+        for v in values:
+            st = v.get("status", {})
+            selector = v.get("spec", {}).get("template", {}).get("spec", {}).get("nodeSelector")
+            out.append([v["metadata"]["name"], *(str(st.get(f, 0)) for f in (
+                "desiredNumberScheduled", "currentNumberScheduled", "numberReady", "updatedNumberScheduled",
+                "numberAvailable")), _labels_text(selector), age(v)])  # fmt: skip
+        return out
+    if plural == "endpoints":
+        return [["NAME", "ENDPOINTS", "AGE"]] + [[v["metadata"]["name"], endpoints_text(v), age(v)] for v in values]
+    if plural == "endpointslices":
+        header = ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]
+        out = [header]
+        for v in values:
+            ports = ",".join(str(p.get("port")) for p in v.get("ports") or []) or "<unset>"
+            addresses = [a for e in v.get("endpoints") or [] for a in e.get("addresses", [])]
+            shown = ",".join(addresses[:3]) + (f" + {len(addresses) - 3} more..." if len(addresses) > 3 else "")
+            out.append([v["metadata"]["name"], v.get("addressType", "IPv4"), ports, shown or "<unset>", age(v)])
+        return out
+    if plural == "leases":
+        return [["NAME", "HOLDER", "AGE"]] + [
+            [v["metadata"]["name"], v.get("spec", {}).get("holderIdentity", ""), age(v)] for v in values
+        ]
     if plural == "nodes":
         header = ["NAME", "STATUS", "ROLES", "AGE", "VERSION"] + (["INTERNAL-IP"] if wide else [])
         out = [header]

@@ -133,7 +133,7 @@ def parse_namespace_manifest(obj: Mapping[str, Any], _default_namespace: str) ->
 
 
 # Kinds a manifest may create: the registry's, less those only the lab itself writes.
-WRITABLE = tuple(k for k in registry.KINDS if k.kind != "Node")
+WRITABLE = tuple(k for k in registry.KINDS if k.kind not in ("Node", "Endpoints", "EndpointSlice", "Lease"))
 
 
 def parse_objects(objects: Iterable[Mapping[str, Any]], namespace: str | None) -> list[object]:

@@ -22,7 +22,7 @@ from testbed.kube.errors import FieldReport, ManifestError, dns_subdomain_proble
 from testbed.kube.policy import METADATA_FIELDS
 from testbed.model.policy import NamedPort
 
-KINDS = ("Pod", "Deployment", "ReplicaSet", "ReplicationController")  # their facts: testbed.kube.registry
+KINDS = ("Pod", "Deployment", "ReplicaSet", "ReplicationController", "DaemonSet")  # their facts: testbed.kube.registry
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 # Kubernetes' safe alphabet for generated names (no vowels, no 0/1/3: no words, no look-alikes).
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -171,7 +171,7 @@ def parse_workload(obj: Mapping[str, Any], default_namespace: str = "default") -
         spec = rep.mapping(
             top.get("spec"), "spec",
             ("replicas", "selector", "template", "strategy", "minReadySeconds", "revisionHistoryLimit",
-             "progressDeadlineSeconds", "paused"),
+             "progressDeadlineSeconds", "paused", "updateStrategy"),
         ) or {}  # fmt: skip
         replicas = _replicas(rep, spec.get("replicas"), "spec.replicas")
         tpl = rep.mapping(spec.get("template"), "spec.template", ("metadata", "spec")) or {}
