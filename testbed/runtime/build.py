@@ -19,7 +19,7 @@ from testbed import addressing, images, naming
 from testbed.datastore import records
 from testbed.datastore.base import Datastore
 from testbed.datastore.etcd import EtcdDatastore
-from testbed.netns import etc_files, namespaces, processes
+from testbed.netns import etc_files, namespaces, processes, sandbox
 from testbed.netns.links import PROTO_BIRD, NetnsLinks
 from testbed.runtime import etcd_server, policy_agents, speakers, state, supervisor
 from testbed.runtime.plan import HostPlan, LabPlan, PodPlan
@@ -143,23 +143,30 @@ def start_etcd(plan: LabPlan, lab_state: state.LabState) -> subprocess.Popen[byt
 
 
 def start_pod_program(lab: str, pod: PodPlan, lab_state: state.LabState) -> None:
-    """The pod's command, else its image's default program (nothing for an idle image).
+    """The pod's sandbox, then in it the pod's command, else its image's default program
+    (nothing for an idle image: the sandbox alone, for `kubectl exec`).
 
     Files the program needs (nginx's config and page) go to the pod's own folder,
-    /run/testbed/<lab>/pods/<ns>.<pod>/, which `down` removes with the lab's folder.
+    /run/testbed/<lab>/pods/<ns>.<pod>/, which `down` removes with the lab's folder and
+    which the sandbox shows at the same path (see testbed.netns.sandbox).
     """
     folder = state.folder(lab) / "pods" / f"{pod.namespace}.{pod.name}"
     context = images.PodContext(lab=lab, namespace=pod.namespace, pod=pod.name, folder=folder)
     program = images.program_for(pod.image, pod.command, context)
+    log = state.folder(lab) / "logs" / f"{pod.namespace}.{pod.name}.log"
+    read_only = (state.folder(lab),) if images.lookup(pod.image).sees_lab else ()
+    pause = sandbox.start_sandbox(
+        lab, pod.namespace, pod.name, pod.netns, str(pod.ip), folder, log=log, read_only=read_only, state_root=state.root()
+    )
+    state.record_process(lab_state, f"sandbox {pod.key}", pod.netns, pause)
     if program is None:
         return
     for path in (folder, *program.folders):
         path.mkdir(parents=True, exist_ok=True)
     for path, text in program.files:
         path.write_text(text)
-    log = state.folder(lab) / "logs" / f"{pod.namespace}.{pod.name}.log"
     env = None if program.env is None else dict(program.env)
-    proc = processes.spawn(pod.netns, program.argv, log, cwd=Path(program.cwd), env=env)
+    proc = sandbox.start_container(pause, program.argv, log, cwd=program.cwd, env=env)
     state.record_process(lab_state, f"pod {pod.key}", pod.netns, proc.pid)
 
 
