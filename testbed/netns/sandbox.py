@@ -22,8 +22,10 @@ What a pod can see of the machine's files (its mount namespace, made from the on
   processes), read-only; /sys of its netns (``ip netns exec`` mounts it), read-only;
   /dev: null, zero, full, random, urandom, tty, pts, shm, ptmx and the fd links only.
 - hidden: /run/testbed (every lab's state, etcd sockets; an empty read-only tmpfs, with
-  only the pod's folder in it), /run/netns (no other namespace can be entered; the
-  namespace files are detached first, so that the pod keeps no other netns alive), and
+  only the pod's folder in it), /run/netns (a read-only tmpfs with only the pod's own
+  netns file in it, so that a program can tell where it runs, as the cluster DNS does;
+  the machine's namespace files are detached first, so that the pod keeps no other netns
+  alive; without CAP_SYS_ADMIN no namespace can be entered anyway), and
   the machine's /tmp, /dev and /dev/shm (covered by the pod's own).
 - read-only: everything else of the machine's filesystem (/, /usr, /etc, /root, the
   project's checkout and .venv, from which the python images run). Root in a pod holds
@@ -34,7 +36,8 @@ its lab's state folder /run/testbed/<lab>/ bind-mounted read-only, its etcd sock
 included, as kube-dns reads the API server; never another lab's.
 
 Pure: ``setup_plan``, ``hosts_file``, ``pause_argv``, ``container_argv``, ``exec_argv``.
-Thin spawners: ``start_sandbox``, ``start_container``, ``find``, ``stop``.
+Thin spawners: ``start_sandbox``, ``start_container``, ``find``, ``container_pids``,
+``stop``, ``terminate``.
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ from testbed.netns.security import DEFAULT, Security, setpriv_argv
 INIT = Path(__file__).with_name("sandbox_init.py")
 NSENTER = "nsenter"
 ENV = "env"
-PAUSE = ("/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 2147483647 & wait $!; done")
+PAUSE_SLEEP = "2147483647"
+PAUSE = ("/bin/sh", "-c", f"trap 'exit 0' TERM; while :; do sleep {PAUSE_SLEEP} & wait $!; done")
 # ... then its $0, which ps shows: "pause <netns>", so that a lab's pauses carry its name.
 STATE_ROOT = Path("/run/testbed")
 NETNS_DIR = Path("/run/netns")
@@ -149,7 +153,13 @@ def setup_plan(plan: SandboxPlan) -> list[list[object]]:
         ["symlink", "/proc/self/fd/1", f"{dev}/stdout"],
         ["symlink", "/proc/self/fd/2", f"{dev}/stderr"],
     ]
+    own_netns = NETNS_DIR in plan.hidden  # then only its own netns file shows there (the cluster DNS checks it)
+    if own_netns:
+        steps += [["touch", f"{STAGE}/netns"], ["mount", "/proc/self/ns/net", f"{STAGE}/netns", None, ["bind"], None]]
     steps += [["hide", str(path)] for path in plan.hidden]
+    if own_netns:
+        target = str(NETNS_DIR / plan.netns)
+        steps += [["touch", target], ["mount", f"{STAGE}/netns", target, None, ["move"], None], ["unlink", f"{STAGE}/netns"]]
     for i, path in enumerate(plan.read_only):
         steps += [["mkdir", str(path), 0o755], ["mount", f"{STAGE}/ro{i}", str(path), None, ["move"], None]]
     steps += [
@@ -328,6 +338,33 @@ def find(netns: str) -> int | None:
         if len(ids) == depth + 1 and ids[-1] == 1 and processes.is_alive(pid):
             return pid
     return None
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
+def container_pids(netns: str) -> list[int]:
+    """The processes of a pod's containers (and execs): every process in its netns but the
+    pause and the pause's own sleep."""
+    pause = find(netns)
+    own = {pause} | {
+        p
+        for p in namespaces.pids_by_netns([netns]).get(netns, [])
+        if pause is not None and _parent(p) == pause and _cmdline(p) == ["sleep", PAUSE_SLEEP]
+    }
+    return sorted(p for p in namespaces.pids_by_netns([netns]).get(netns, []) if p not in own)
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+    except OSError:
+        return []
 
 
 def stop(netns: str, grace: float = 3.0) -> None:

@@ -120,6 +120,8 @@ def run_step(step: list) -> None:
         os.symlink(args[0], args[1])
     elif kind == "rmdir":
         os.rmdir(args[0])
+    elif kind == "unlink":
+        os.unlink(args[0])
     elif kind == "hostname":
         name = args[0].encode()
         _check(_libc.sethostname(name, len(name)), f"sethostname {args[0]}")
