@@ -36,7 +36,7 @@ its lab's state folder /run/testbed/<lab>/ bind-mounted read-only, its etcd sock
 included, as kube-dns reads the API server; never another lab's.
 
 Pure: ``setup_plan``, ``hosts_file``, ``pause_argv``, ``container_argv``, ``exec_argv``.
-Thin spawners: ``start_sandbox``, ``start_container``, ``find``, ``container_pids``,
+Thin spawners: ``start_sandbox`` (or ``launch_sandbox`` then ``Launch.wait``), ``start_container``, ``find``, ``container_pids``,
 ``stop``, ``terminate``.
 """
 
@@ -50,6 +50,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,6 +215,75 @@ def write_etc_files(netns: str, pod: str, ip: str) -> None:
     etc_files.write(netns, "hosts", hosts_file(pod, ip))
 
 
+@dataclass
+class Launch:
+    """A sandbox being made (its setup runs in the background): ``wait()`` for its pause."""
+
+    pod: str  # <ns>/<pod>
+    proc: subprocess.Popen[bytes]
+    log: Path | None
+    started: float = field(default_factory=time.monotonic)
+    pid: int | None = None
+
+    def wait(self) -> int:
+        """The pause's PID once the sandbox is ready; SandboxError (one line) if it failed."""
+        if self.pid is not None:
+            return self.pid
+        try:
+            out, err = self.proc.communicate(timeout=max(0.1, START_TIMEOUT - (time.monotonic() - self.started)))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+            raise SandboxError(f"pod {self.pod}: its sandbox did not start in {START_TIMEOUT:.0f} s") from None
+        errors = err.decode(errors="replace").strip()
+        if self.log is not None and errors:
+            self.log.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log, "a") as handle:
+                handle.write(errors + "\n")
+        if self.proc.returncode != 0 or not out.strip().isdigit():
+            last = errors.splitlines()[-1] if errors else f"exit {self.proc.returncode}"
+            raise SandboxError(f"pod {self.pod}: sandbox failed: {last}")
+        self.pid = int(out)
+        return self.pid
+
+
+def launch_sandbox(
+    lab: str,
+    namespace: str,
+    pod: str,
+    netns: str,
+    ip: str,
+    folder: Path,
+    *,
+    log: Path | None = None,
+    read_only: Sequence[Path] = (),
+    state_root: Path = STATE_ROOT,
+) -> Launch:
+    """Start making the pod's sandbox in ``netns`` (about 25 ms of a core, in a child):
+    ``folder`` is made if missing (it must not be under /tmp, which the pod gets fresh),
+    /etc/hostname and /etc/hosts are written. Setup errors go to ``log`` and into the
+    message of ``Launch.wait``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_etc_files(netns, pod, ip)
+    plan = SandboxPlan(
+        name=f"{lab}: {namespace}/{pod}",
+        netns=netns,
+        hostname=pod,
+        folder=folder,
+        hidden=(state_root, NETNS_DIR),
+        read_only=tuple(read_only),
+    )
+    proc = subprocess.Popen(
+        pause_argv(netns, plan),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")},
+    )
+    return Launch(f"{namespace}/{pod}", proc, log)
+
+
 def start_sandbox(
     lab: str,
     namespace: str,
@@ -226,40 +296,8 @@ def start_sandbox(
     read_only: Sequence[Path] = (),
     state_root: Path = STATE_ROOT,
 ) -> int:
-    """Make the pod's sandbox (its pause process) in ``netns``; returns the pause's PID.
-
-    ``folder`` is made if missing. Its setup errors go to ``log`` (and into the message).
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    write_etc_files(netns, pod, ip)
-    plan = SandboxPlan(
-        name=f"{lab}: {namespace}/{pod}",
-        netns=netns,
-        hostname=pod,
-        folder=folder,
-        hidden=(state_root, NETNS_DIR),
-        read_only=tuple(read_only),
-    )
-    try:
-        done = subprocess.run(
-            pause_argv(netns, plan),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=START_TIMEOUT,
-            start_new_session=True,
-            env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")},
-        )
-    except subprocess.TimeoutExpired:
-        raise SandboxError(f"pod {namespace}/{pod}: its sandbox did not start in {START_TIMEOUT:.0f} s") from None
-    errors = done.stderr.decode(errors="replace").strip()
-    if log is not None and errors:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "a") as handle:
-            handle.write(errors + "\n")
-    if done.returncode != 0 or not done.stdout.strip().isdigit():
-        last = errors.splitlines()[-1] if errors else f"exit {done.returncode}"
-        raise SandboxError(f"pod {namespace}/{pod}: sandbox failed: {last}")
-    return int(done.stdout)
+    """Make the pod's sandbox (its pause process) in ``netns``; returns the pause's PID."""
+    return launch_sandbox(lab, namespace, pod, netns, ip, folder, log=log, read_only=read_only, state_root=state_root).wait()
 
 
 def start_container(
