@@ -62,8 +62,9 @@ INIT = Path(__file__).with_name("sandbox_init.py")
 NSENTER = "nsenter"
 ENV = "env"
 PAUSE_SLEEP = "2147483647"
+# PID 1 of a pod: reaps orphans, exits on SIGTERM. Its $0 follows: "pause <netns>", which
+# ps shows, so that a lab's pauses carry the lab's name.
 PAUSE = ("/bin/sh", "-c", f"trap 'exit 0' TERM; while :; do sleep {PAUSE_SLEEP} & wait $!; done")
-# ... then its $0, which ps shows: "pause <netns>", so that a lab's pauses carry its name.
 STATE_ROOT = Path("/run/testbed")
 NETNS_DIR = Path("/run/netns")
 TMP_SIZE = "64m"
@@ -92,7 +93,11 @@ class SandboxPlan:
     hidden: tuple[Path, ...] = (STATE_ROOT, NETNS_DIR)  # empty tmpfs over each that exists
     read_only: tuple[Path, ...] = ()  # machine folders shown read-only at the same path (under hidden ones)
     tmp_size: str = TMP_SIZE
-    writable: tuple[str, ...] = field(default=("/tmp", "/dev/shm", "/dev/pts"), init=False)
+
+    @property
+    def writable(self) -> tuple[str, ...]:
+        """What stays read-write after the read-only pass."""
+        return ("/tmp", "/dev/shm", "/dev/pts", str(self.folder))
 
 
 def hosts_file(pod: str, ip: str) -> str:
@@ -170,7 +175,7 @@ def setup_plan(plan: SandboxPlan) -> list[list[object]]:
     ]
     steps += [["rmdir", f"{STAGE}/ro{i}"] for i in range(len(plan.read_only))]
     steps += [["rmdir", f"{STAGE}/pod"], ["rmdir", dev], ["rmdir", STAGE]]
-    steps.append(["readonly_except", [*plan.writable, folder]])
+    steps.append(["readonly_except", list(plan.writable)])
     return steps
 
 
@@ -181,9 +186,7 @@ def init_plan(plan: SandboxPlan) -> dict[str, object]:
 
 def pause_argv(netns: str, plan: SandboxPlan, python: str = sys.executable) -> list[str]:
     """argv that makes the pod's sandbox and prints the pause's PID (pure)."""
-    return [
-        *processes.netns_exec_argv(netns, [python, "-I", "-S", str(INIT), json.dumps(init_plan(plan))]),
-    ]
+    return processes.netns_exec_argv(netns, [python, "-I", "-S", str(INIT), json.dumps(init_plan(plan))])
 
 
 def container_argv(
