@@ -17,7 +17,7 @@ from testbed import matrix as reach
 from testbed.datastore import keys, records
 from testbed.datastore.base import DatastoreError
 from testbed.datastore.etcd import EtcdDatastore
-from testbed.netns import namespaces, processes
+from testbed.netns import namespaces, processes, sandbox, security
 from testbed.netns.links import PROTO_BIRD, NetnsLinks
 from testbed.runtime import build, manifests, pods, policy_agents, speakers, state
 from testbed.runtime.plan import LabPlan, neighbour_entries, plan_lab
@@ -291,16 +291,48 @@ def status(lab: str) -> LabStatus:
 
 def pod_netns(lab: str, target: str) -> str:
     """The netns of ``NS/POD``, checked against the lab's etcd."""
+    return _pod(lab, target)[0]
+
+
+def _pod(lab: str, target: str) -> tuple[str, dict]:
     namespace, sep, pod = target.partition("/")
     if not sep or not namespace or not pod:
         raise LabError(f"pod {target!r}: expected NAMESPACE/POD")
     with datastore(lab) as store:
-        if store.get(keys.pod(namespace, pod)) is None:
-            raise LabError(f"pod {target} not found in lab {lab!r}")
+        value = store.get(keys.pod(namespace, pod))
+    if value is None:
+        raise LabError(f"pod {target} not found in lab {lab!r}")
     netns = naming.pod_netns(lab, namespace, pod)
     if not namespaces.exists(netns):
         raise LabError(f"pod {target} has no network namespace ({netns})")
-    return netns
+    return netns, value
+
+
+@dataclass(frozen=True)
+class PodExec:
+    """How to run a command in a pod: ``argv`` to run in the foreground; ``warning`` (one
+    line) when the pod's sandbox is gone and the command runs in its netns only."""
+
+    argv: list[str]
+    warning: str | None = None
+
+
+def pod_exec(lab: str, target: str, argv: Sequence[str]) -> PodExec:
+    """``argv`` in the pod ``NS/POD`` as its container's program runs: in its sandbox
+    (hostname, processes, files as the program sees them), with the container's
+    securityContext as stored in the pod (uid, capabilities)."""
+    netns, value = _pod(lab, target)
+    try:
+        who = security.of_pod_record(value)
+    except security.SecurityError as exc:
+        raise LabError(f"pod {target}: {exc}") from None
+    pause = sandbox.find(netns)
+    if pause is None:
+        return PodExec(
+            processes.netns_exec_argv(netns, argv),
+            f"pod {target} has no sandbox (its pause process is gone): running in its network namespace only",
+        )
+    return PodExec(sandbox.exec_argv(pause, argv, who))
 
 
 def host_netns(lab: str, host: str) -> str:

@@ -1,8 +1,9 @@
 """The built-in "images": what a pod runs when its topology or manifest names an image.
 
-No containers: an image is a program started inside the pod's netns, with the pod's own
-folder in the lab's state dir for whatever files it needs (a container would have its
-own filesystem). Everything here is pure: an image turns (pod, command) into a Program
+No container images: an image is a program of the machine started in the pod's sandbox
+(``testbed.netns.sandbox``: its own namespaces, the machine's filesystem read-only), with
+the pod's own folder in the lab's state dir for whatever files it needs (a container
+would have its own filesystem). Everything here is pure: an image turns (pod, command) into a Program
 (argv, environment, files to write first), and the runtime starts it.
 
 - ``nginx``: real nginx on port 80 serving upstream's "Welcome to nginx!" page, its
@@ -61,6 +62,9 @@ class Image:
     shell: tuple[str, ...] = ("sh",)  # what `kubectl exec`/`run -ti` runs with no command
     env: Mapping[str, str] = field(default_factory=dict)  # interactive and command environment
     interactive: Callable[[tuple[str, ...]], tuple[str, ...]] = lambda command: command
+    # The lab's state folder (its etcd socket) read-only in the pod's sandbox: for the
+    # cluster's own components that read the lab's etcd, as kube-dns reads the API server.
+    sees_lab: bool = False
 
 
 class UnknownImage(ValueError):
@@ -216,6 +220,7 @@ IMAGES = {
             _coredns,
             _as_given,
             env=container_env(),
+            sees_lab=True,
         ),
         Image(
             "agnhost",
@@ -237,6 +242,7 @@ IMAGES = {
             _star_collect,
             _star_collect_command,
             env=container_env(),
+            sees_lab=True,
         ),
     )
 }
@@ -263,7 +269,7 @@ def program_for(image: str, command: tuple[str, ...], context: PodContext) -> Pr
 def interactive_argv(image: str, command: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, str]]:
     """argv and environment for `kubectl run -ti` / `kubectl exec` in a pod.
 
-    Run it in the foreground inside the pod's netns (`ip netns exec NETNS argv...`),
+    Run it in the foreground inside the pod's sandbox (``testbed.netns.sandbox.exec_argv``),
     with the caller's terminal, the environment laid over the caller's (PATH and HOME
     are the image's; TERM stays the caller's, whose terminal it is). The argv starts
     in / as a container's processes do. No command: the image's shell (busybox:

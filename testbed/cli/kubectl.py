@@ -521,7 +521,7 @@ def run(
     if use_tty:
         click.echo("If you don't see a command prompt, try pressing enter.", err=True)
     argv, env = images.interactive_argv(image, tuple(args))
-    code = _session(api.pod_netns(lab, f"{ns}/{name}"), argv, env)
+    code = _session(lab, f"{ns}/{name}", argv, env)
     if remove:
         with api.datastore(lab) as store:
             deleted = removal.request_deletion(store, [("pods", ns, name)], grace_period=0, force=True)
@@ -530,13 +530,20 @@ def run(
     sys.exit(code)
 
 
-def _session(netns: str, argv: tuple[str, ...] | list[str], env: dict[str, str]) -> int:
-    """Run ``argv`` in the pod's netns in the foreground (stdio inherited); its exit code."""
+def _session(lab: str, target: str, argv: tuple[str, ...] | list[str], env: dict[str, str]) -> int:
+    """Run ``argv`` in the pod's sandbox in the foreground (stdio inherited); its exit code."""
     import subprocess
 
+    try:
+        how = api.pod_exec(lab, target, argv)
+    except api.LabError as exc:
+        _fail(exc)
+        return 1
+    if how.warning:
+        click.echo(f"warning: {how.warning}", err=True)
     sys.stdout.flush()
     try:
-        return subprocess.call(["ip", "netns", "exec", netns, *argv], env={**os.environ, **env})
+        return subprocess.call(how.argv, env={**os.environ, **env})
     except KeyboardInterrupt:
         return 130
 
@@ -624,7 +631,7 @@ def exec_(ctx: click.Context, pod: str, command: tuple[str, ...], namespace: str
         _fail(ManifestError(["error: you must specify at least one command for the container"]))
     image = value.get("spec", {}).get("containers", [{}])[0].get("image", "busybox")
     argv, env = images.interactive_argv(image, command)
-    sys.exit(_session(api.pod_netns(lab, f"{ns}/{pod}"), argv, env))
+    sys.exit(_session(lab, f"{ns}/{pod}", argv, env))
 
 
 @kubectl.command()

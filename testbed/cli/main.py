@@ -582,15 +582,20 @@ def exec(lab: str | None, host: str | None, interactive: bool, tty: bool, target
         if target is not None:
             command = (target, *command)
         netns = api.host_netns(chosen, host)
-    elif target:
-        netns = api.pod_netns(chosen, target)
-    else:
+    elif not target:
         raise api.LabError("exec needs NS/POD or --host HOST")
     argv = list(command) or ["/bin/sh"]
     if argv and argv[0] == "--":
         argv = argv[1:] or ["/bin/sh"]
+    if host:
+        full = ["ip", "netns", "exec", netns, *argv]
+    else:  # the pod's sandbox, as its program sees the pod
+        how = api.pod_exec(chosen, target, argv)
+        if how.warning:
+            click.echo(f"warning: {how.warning}", err=True)
+        full = how.argv
     sys.stdout.flush()
-    os.execvp("ip", ["ip", "netns", "exec", netns, *argv])
+    os.execvp(full[0], full)
 
 
 def exit_status(code: object) -> int:

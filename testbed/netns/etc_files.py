@@ -1,8 +1,10 @@
 """Per-netns files under /etc/netns/<netns>/, which `ip netns exec` bind-mounts over /etc.
 
-This is how a pod gets its own resolv.conf without containers: every program of a pod runs
-through `ip netns exec <lab>.<ns>.<pod>`, which bind-mounts /etc/netns/<that name>/resolv.conf
-over /etc/resolv.conf in a private mount namespace (nothing is mounted machine-wide).
+This is how a pod gets its own resolv.conf, hosts and hostname: its sandbox's pause is
+started through `ip netns exec <lab>.<ns>.<pod>`, which bind-mounts each file of
+/etc/netns/<that name>/ over the same file of /etc in a private mount namespace (nothing
+is mounted machine-wide); the pod's programs join that mount namespace
+(testbed.netns.sandbox writes hostname and hosts, build_pod resolv.conf).
 The folders carry the lab's netns names, so teardown removes exactly the lab's.
 """
 

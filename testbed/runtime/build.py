@@ -2,8 +2,9 @@
 
 Order: state folder -> fabric netns (bridge, 172.18.203.1) -> etcd starts (in the
 background) -> route reflector (if asked) -> each host, then at once its BGP speaker and
-policy agent (they start in the background) -> pods -> etcd healthy -> records written
--> wait until BGP converged and every agent enforces the records -> pod programs.
+policy agent (they start in the background) -> pods, each with its sandbox made in the
+background -> etcd healthy -> records written -> wait until BGP converged and every agent
+enforces the records -> pod programs, each as a container in its pod's sandbox.
 Any failure tears the half-built lab down again before the error reaches the caller.
 """
 
@@ -19,7 +20,7 @@ from testbed import addressing, images, naming
 from testbed.datastore import records
 from testbed.datastore.base import Datastore
 from testbed.datastore.etcd import EtcdDatastore
-from testbed.netns import etc_files, namespaces, processes
+from testbed.netns import etc_files, namespaces, processes, sandbox
 from testbed.netns.links import PROTO_BIRD, NetnsLinks
 from testbed.runtime import etcd_server, policy_agents, speakers, state, supervisor
 from testbed.runtime.plan import HostPlan, LabPlan, PodPlan
@@ -32,6 +33,7 @@ ETCD_START_TIMEOUT = 20.0
 BGP_TIMEOUT_BASE = 20.0  # seconds for BGP to converge, plus a little per host
 BGP_TIMEOUT_PER_HOST = 0.5
 ENFORCE_TIMEOUT = 20.0  # the agents' first sync at up
+SANDBOXES_IN_FLIGHT = 4  # pods' sandboxes being made at once while `up` builds the next pods
 FABRIC_PREFIXLEN = addressing.FABRIC.prefixlen
 
 
@@ -142,24 +144,46 @@ def start_etcd(plan: LabPlan, lab_state: state.LabState) -> subprocess.Popen[byt
     return proc
 
 
-def start_pod_program(lab: str, pod: PodPlan, lab_state: state.LabState) -> None:
-    """The pod's command, else its image's default program (nothing for an idle image).
+def pod_folder(lab: str, pod: PodPlan) -> Path:
+    return state.folder(lab) / "pods" / f"{pod.namespace}.{pod.name}"
+
+
+def pod_log(lab: str, pod: PodPlan) -> Path:
+    return state.folder(lab) / "logs" / f"{pod.namespace}.{pod.name}.log"
+
+
+def launch_sandbox(lab: str, pod: PodPlan) -> sandbox.Launch:
+    """Start making the pod's sandbox (see testbed.netns.sandbox); ``start_pod_program``
+    waits for it. An image that reads the lab's etcd sees the lab's folder, read-only."""
+    read_only = (state.folder(lab),) if images.lookup(pod.image).sees_lab else ()
+    return sandbox.launch_sandbox(
+        lab, pod.namespace, pod.name, pod.netns, str(pod.ip), pod_folder(lab, pod),
+        log=pod_log(lab, pod), read_only=read_only, state_root=state.root(),
+    )  # fmt: skip
+
+
+def start_pod_program(lab: str, pod: PodPlan, lab_state: state.LabState, launched: sandbox.Launch | None = None) -> None:
+    """The pod's sandbox (``launched`` already, or made now), then in it the pod's command,
+    else its image's default program (nothing for an idle image: the sandbox alone, for
+    `kubectl exec`).
 
     Files the program needs (nginx's config and page) go to the pod's own folder,
-    /run/testbed/<lab>/pods/<ns>.<pod>/, which `down` removes with the lab's folder.
+    /run/testbed/<lab>/pods/<ns>.<pod>/, which `down` removes with the lab's folder and
+    which the sandbox shows at the same path.
     """
-    folder = state.folder(lab) / "pods" / f"{pod.namespace}.{pod.name}"
+    folder = pod_folder(lab, pod)
     context = images.PodContext(lab=lab, namespace=pod.namespace, pod=pod.name, folder=folder)
     program = images.program_for(pod.image, pod.command, context)
+    pause = (launched or launch_sandbox(lab, pod)).wait()
+    state.record_process(lab_state, f"sandbox {pod.key}", pod.netns, pause)
     if program is None:
         return
     for path in (folder, *program.folders):
         path.mkdir(parents=True, exist_ok=True)
     for path, text in program.files:
         path.write_text(text)
-    log = state.folder(lab) / "logs" / f"{pod.namespace}.{pod.name}.log"
     env = None if program.env is None else dict(program.env)
-    proc = processes.spawn(pod.netns, program.argv, log, cwd=Path(program.cwd), env=env)
+    proc = sandbox.start_container(pause, program.argv, pod_log(lab, pod), cwd=program.cwd, env=env)
     state.record_process(lab_state, f"pod {pod.key}", pod.netns, proc.pid)
 
 
@@ -218,6 +242,8 @@ def _build(plan: LabPlan, lab_state: state.LabState, progress: Progress) -> None
     progress("fabric", 1, 1)
     start_reflector(plan, lab_state)
     supervisor.ensure(plan.lab, lab_state)  # idle until the lab is up; then keeps its agents alive
+    launched: list[sandbox.Launch] = []
+    waited = 0
     with contextlib.ExitStack() as handles:
         fab = handles.enter_context(NetnsLinks(plan.fabric_netns))
         hosts: dict[str, NetnsLinks] = {}
@@ -227,6 +253,12 @@ def _build(plan: LabPlan, lab_state: state.LabState, progress: Progress) -> None
             progress("hosts", i, total_hosts)
         for i, pod in enumerate(plan.pods, 1):
             build_pod(pod, hosts[pod.host])
+            # Its sandbox is made in the background, a few at a time, while the other pods
+            # are built and BGP converges; its program starts once the network is ready.
+            if len(launched) - waited >= SANDBOXES_IN_FLIGHT:
+                launched[waited].wait()
+                waited += 1
+            launched.append(launch_sandbox(plan.lab, pod))
             progress("pods", i, total_pods)
     progress("etcd", 0, 1)
     with EtcdDatastore.over_unix_socket(etcd_socket(plan.lab)) as store:
@@ -239,7 +271,7 @@ def _build(plan: LabPlan, lab_state: state.LabState, progress: Progress) -> None
         # BGP and the policy agents come up side by side: wait for both, slower one first.
         wait_bgp(plan, progress, store)
         policy_agents.wait_enforced(store, [h.name for h in plan.hosts], written, ENFORCE_TIMEOUT)
-    for pod in plan.pods:
-        start_pod_program(plan.lab, pod, lab_state)
+    for pod, launch in zip(plan.pods, launched):
+        start_pod_program(plan.lab, pod, lab_state, launch)
     lab_state.phase = "up"
     state.save(lab_state)

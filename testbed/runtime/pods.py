@@ -20,7 +20,7 @@ from testbed import addressing, images, naming
 from testbed.datastore import blocks, keys, records
 from testbed.datastore.base import Datastore
 from testbed.model.topology import PodSpec
-from testbed.netns import etc_files, namespaces, processes
+from testbed.netns import etc_files, namespaces, sandbox
 from testbed.netns.links import PROTO_BIRD, NetnsLinks
 from testbed.runtime import build, state
 from testbed.runtime.plan import NamespacePlan, PodPlan
@@ -169,7 +169,7 @@ def delete_pod(lab: str, namespace: str, name: str, store: Datastore) -> None:
             raise PodError(f"pod {namespace}/{name} not found in lab {lab!r}")
         node = str(pod_value.get("spec", {}).get("nodeName", ""))
         netns = naming.pod_netns(lab, namespace, name)
-        processes.stop(namespaces.pids_by_netns([netns]).get(netns, []))
+        sandbox.stop(netns)  # its containers (SIGTERM, then SIGKILL), then its pause
         namespaces.remove(netns)
         etc_files.remove(netns)
         handle_id = naming.ipam_handle(namespace, name)

@@ -23,7 +23,7 @@ import pytest
 
 from agents.apps import nginx
 from testbed import images
-from testbed.netns import processes
+from testbed.netns import processes, sandbox
 from testbed.runtime import state
 from tests.integration.labs import REPO, lab_netns, running_lab, status_json
 
@@ -75,8 +75,14 @@ def lab() -> Iterator[Lab]:
 
 
 def _pids(netns: str) -> list[int]:
-    out = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True, timeout=10).stdout
-    return [int(p) for p in out.split()]
+    """The pod's program's processes: those in its netns but its sandbox's pause."""
+    return sandbox.container_pids(netns)
+
+
+def _pid_in_pod(pid: int) -> int:
+    """The PID a process has in its pod's PID namespace (the last of its NSpid line)."""
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("NSpid:"))
+    return int(line.split()[-1])
 
 
 def _comm(pid: int) -> str:
@@ -107,7 +113,8 @@ def test_nginx_runs_on_its_pods_own_files(lab: Lab) -> None:
         (master,) = [p for p in pids if Path(f"/proc/{p}/cmdline").read_text().startswith("nginx: master")]
         masters[key] = master
         assert (folder / "nginx.conf").read_text() == nginx.render_config(folder)
-        assert int((folder / "nginx.pid").read_text()) == master
+        # nginx writes its PID as the pod sees it (its own PID namespace)
+        assert int((folder / "nginx.pid").read_text()) == _pid_in_pod(master)
         assert (folder / "logs" / "access.log").exists()
     assert masters["web/nginx-1"] != masters["web/nginx-2"]
 

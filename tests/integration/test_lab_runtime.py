@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from testbed.netns import sandbox
 from testbed.netns.processes import is_alive
 from tests.integration.labs import running_lab, unique, REPO, RootSnapshot, in_netns, lab_netns, status_json, testbed
 
@@ -209,7 +210,7 @@ def test_pod_command_runs_inside_and_down_stops_it(tmp_path: Path, root_before: 
     lab = unique("itcmd")
     try:
         testbed("up", str(topo), "--name", lab)
-        pids = subprocess.run(["ip", "netns", "pids", f"{lab}.default.sleeper"], capture_output=True, text=True).stdout.split()
+        pids = sandbox.container_pids(f"{lab}.default.sleeper")  # in its netns, but for the pause
         assert len(pids) == 1
         assert Path(f"/proc/{pids[0]}/cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", b"1000"]
     finally:
