@@ -32,6 +32,8 @@ SERVICES = REGISTRY + "services/specs/"  # <ns>/<name>: Kubernetes Service
 DEPLOYMENTS = REGISTRY + "deployments/"  # <ns>/<name>
 REPLICASETS = REGISTRY + "replicasets/"  # <ns>/<name>
 CONTROLLERS = REGISTRY + "controllers/"  # <ns>/<name>: ReplicationController
+K8S_NODES = REGISTRY + "minions/"  # <host>: Kubernetes Node (v1), written by the kubelet
+LEASES = REGISTRY + "leases/"  # kube-node-lease/<host>: the kubelet's heartbeat
 OTHER_OBJECTS = REGISTRY + "other/"  # <kind plural>.<group>/<ns or _cluster>/<name>: stored only
 
 # The testbed's own record of the lab (name, topology, source, options, created).
@@ -194,6 +196,16 @@ def service(namespace: str, name: str) -> str:
 
 def services_in(namespace: str) -> str:
     return f"{SERVICES}{namespace}/"
+
+
+def k8s_node(host: str) -> str:
+    """The Kubernetes Node of a host (``/registry/minions/<host>``, not Calico's node)."""
+    return K8S_NODES + host
+
+
+def node_lease(host: str) -> str:
+    """The host's node Lease (``/registry/leases/kube-node-lease/<host>``)."""
+    return f"{LEASES}kube-node-lease/{host}"
 
 
 def name_of(key: str) -> str:
