@@ -15,13 +15,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from testbed import addressing, images, naming
+from testbed import addressing, naming
 from testbed.datastore import records
 from testbed.datastore.base import Datastore
 from testbed.datastore.etcd import EtcdDatastore
-from testbed.netns import etc_files, namespaces, processes
+from testbed.netns import namespaces, processes
 from testbed.netns.links import PROTO_BIRD, NetnsLinks
-from testbed.runtime import etcd_server, policy_agents, speakers, state, supervisor
+from testbed.netns.workload import build_pod
+from testbed.runtime import etcd_server, policy_agents, programs, speakers, state, supervisor
 from testbed.runtime.plan import HostPlan, LabPlan, PodPlan
 from testbed.runtime.teardown import teardown
 
@@ -42,17 +43,6 @@ def _quiet(_step: str, _done: int, _total: int) -> None:
 def host_sysctls() -> dict[str, str]:
     """A host forwards, like every Calico node."""
     return {"net.ipv4.ip_forward": "1"}
-
-
-def workload_sysctls(interface: str) -> dict[str, str]:
-    """What Calico's CNI plugin and Felix set on every host-side cali interface."""
-    return {
-        f"net.ipv4.conf.{interface}.proxy_arp": "1",
-        f"net.ipv4.conf.{interface}.forwarding": "1",
-        f"net.ipv4.conf.{interface}.route_localnet": "1",
-        f"net.ipv4.neigh.{interface}.proxy_delay": "0",
-        f"net.ipv6.conf.{interface}.accept_ra": "0",
-    }
 
 
 def fabric_sysctls() -> dict[str, str]:
@@ -99,40 +89,6 @@ def build_host(plan: LabPlan, host: HostPlan, fab: NetnsLinks) -> NetnsLinks:
     return h
 
 
-def build_pod(pod: PodPlan, host: NetnsLinks) -> None:
-    """A pod netns plumbed as Calico's CNI plugin does, plus Felix's route and neighbour.
-
-    ``host`` is an open handle on the pod's host netns, shared by all its pods.
-    """
-    namespaces.create(pod.netns)
-    host.add_veth(pod.interface, naming.POD_INTERFACE, pod.netns, mac=naming.WORKLOAD_MAC)
-    with NetnsLinks(pod.netns) as p:
-        p.set_up("lo")
-        p.add_address(naming.POD_INTERFACE, str(pod.ip), 32)
-        p.set_up(naming.POD_INTERFACE)
-        gateway = str(addressing.WORKLOAD_GATEWAY)
-        p.add_route(f"{gateway}/32", dev=naming.POD_INTERFACE, scope="link")
-        p.add_route("0.0.0.0/0", via=gateway, dev=naming.POD_INTERFACE)
-        # Permanent, so it does not count against the neighbour table every namespace shares
-        # (see neighbour_entries); the host side still answers ARP for it (proxy_arp=1).
-        p.add_neighbour(gateway, naming.WORKLOAD_MAC, naming.POD_INTERFACE)
-        pod_mac = p.mac(naming.POD_INTERFACE)
-    plug_workload(host, pod.interface, str(pod.ip), pod_mac)
-    # The kubelet's resolv.conf (cluster DNS, the namespace's search list), which
-    # `ip netns exec` bind-mounts over /etc/resolv.conf for the pod's programs.
-    etc_files.write(pod.netns, "resolv.conf", etc_files.resolv_conf(pod.namespace, str(addressing.CLUSTER_DNS)))
-
-
-def plug_workload(host: NetnsLinks, interface: str, ip: str, mac: str, replace: bool = False) -> None:
-    """The host end of a workload's veth as the CNI plugin and Felix leave it: sysctls, link
-    up, the /32 route and the permanent neighbour. Also used when a pod migrates
-    (``replace``: the host may hold a BGP /32 that pointed at the pod's previous home)."""
-    namespaces.write_sysctls(host.netns, workload_sysctls(interface))
-    host.set_up(interface)
-    host.add_route(f"{ip}/32", dev=interface, scope="link", replace=replace)
-    host.add_neighbour(ip, mac, interface)
-
-
 def start_etcd(plan: LabPlan, lab_state: state.LabState) -> subprocess.Popen[bytes]:
     folder = state.folder(plan.lab)
     argv = etcd_server.etcd_command(etcd_server.data_dir(folder), str(addressing.FABRIC_GATEWAY))
@@ -143,24 +99,11 @@ def start_etcd(plan: LabPlan, lab_state: state.LabState) -> subprocess.Popen[byt
 
 
 def start_pod_program(lab: str, pod: PodPlan, lab_state: state.LabState) -> None:
-    """The pod's command, else its image's default program (nothing for an idle image).
-
-    Files the program needs (nginx's config and page) go to the pod's own folder,
-    /run/testbed/<lab>/pods/<ns>.<pod>/, which `down` removes with the lab's folder.
-    """
-    folder = state.folder(lab) / "pods" / f"{pod.namespace}.{pod.name}"
-    context = images.PodContext(lab=lab, namespace=pod.namespace, pod=pod.name, folder=folder)
-    program = images.program_for(pod.image, pod.command, context)
-    if program is None:
-        return
-    for path in (folder, *program.folders):
-        path.mkdir(parents=True, exist_ok=True)
-    for path, text in program.files:
-        path.write_text(text)
-    log = state.folder(lab) / "logs" / f"{pod.namespace}.{pod.name}.log"
-    env = None if program.env is None else dict(program.env)
-    proc = processes.spawn(pod.netns, program.argv, log, cwd=Path(program.cwd), env=env)
-    state.record_process(lab_state, f"pod {pod.key}", pod.netns, proc.pid)
+    """The pod's command, else its image's default program (nothing for an idle image),
+    recorded in the lab's state (`down` stops it)."""
+    proc = programs.spawn_program(lab, pod.netns, pod.namespace, pod.name, pod.image, pod.command)
+    if proc is not None:
+        state.record_process(lab_state, f"pod {pod.key}", pod.netns, proc.pid)
 
 
 def runs_bgp(plan: LabPlan) -> bool:
