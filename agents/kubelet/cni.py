@@ -17,19 +17,23 @@ from __future__ import annotations
 
 import fcntl
 import json
+import socket
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
+from agents.kubelet.podspec import PodView
 from testbed import addressing, naming
-from testbed.datastore import blocks, keys
+from testbed.datastore import blocks, keys, records
 from testbed.datastore.base import Datastore, Versioned
+from testbed.model.policy import NamedPort
 from testbed.netns import namespaces, processes
 from testbed.netns.links import PROTO_BIRD, NetnsLinks
 from testbed.netns.workload import PodNetwork, build_pod, remove_pod
 from testbed.runtime import state
+from testbed.runtime.plan import PodPlan
 
 IPAM_LOCK = "ipam.lock"
 IPAM_RETRIES = 8  # conditional writes lost to another writer before giving up
@@ -196,3 +200,86 @@ def delete(lab: str, store: Datastore, namespace: str, pod: str, node: str) -> i
     freed = release_address(store, naming.ipam_handle(namespace, pod))
     store.delete(keys.workload_endpoint_of(node, namespace, pod))
     return freed
+
+
+# --- the kubelet's CNI plugin -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Networked:
+    """What CNI ADD gave a pod."""
+
+    ip: IPv4Address
+    block: IPv4Network
+    borrowed: bool
+    mac: str
+
+
+def pod_plan(lab: str, host: str, pod: PodView, ip: IPv4Address, block: IPv4Network, borrowed: bool) -> PodPlan:
+    """The pod as the records' builders know pods (named container ports included: Calico
+    copies them onto the endpoint for named-port policy rules)."""
+    ports = tuple(
+        NamedPort(p.name, p.protocol, p.port)  # type: ignore[arg-type]
+        for c in pod.containers for p in c.ports if p.name
+    )  # fmt: skip
+    return PodPlan(
+        name=pod.name,
+        namespace=pod.namespace,
+        host=host,
+        ip=ip,
+        block=block,
+        borrowed=borrowed,
+        netns=naming.pod_netns(lab, pod.namespace, pod.name),
+        interface=naming.workload_interface(pod.namespace, pod.name),
+        labels=pod.labels,
+        image=pod.containers[0].image,
+        command=pod.containers[0].command,
+        ports=ports,
+    )
+
+
+def endpoint_record(lab: str, host: str, pod: PodView, net: Networked, created: float) -> dict[str, Any]:
+    """The pod's WorkloadEndpoint, as Calico's CNI plugin writes it."""
+    plan = pod_plan(lab, host, pod, net.ip, net.block, net.borrowed)
+    return records.workload_endpoint_record(lab, plan, created, net.mac)
+
+
+class CniNetwork:
+    """CNI ADD and DEL for the pods of one host, under the lab's IPAM lock."""
+
+    def __init__(self, lab: str, store: Datastore, host: str) -> None:
+        self.lab, self.store, self.host = lab, store, host
+
+    def add(self, pod: PodView, now: float) -> Networked:
+        """IPAM (the annotated address, or the one its handle holds, or a new one), then
+        the netns and veth; idempotent. CniError, or OSError/LookupError from netlink."""
+        requested = requested_address(pod.ref, dict(pod.annotations))
+        handle_id = naming.ipam_handle(pod.namespace, pod.name)
+        attributes = records.ipam_attributes(pod.namespace, pod.name, self.host, now)
+        with ipam_lock(self.lab):
+            assigned = assign_address(self.store, self.host, handle_id, attributes, requested, owner=pod.ref)
+            plan = pod_plan(self.lab, self.host, pod, assigned.ip, assigned.block, assigned.borrowed)
+            with NetnsLinks(naming.host_netns(self.lab, self.host)) as links:
+                mac = plumb(plan, links, assigned.block, assigned.borrowed)
+        return Networked(assigned.ip, assigned.block, assigned.borrowed, mac)
+
+    def delete(self, namespace: str, name: str) -> None:
+        with ipam_lock(self.lab):
+            delete(self.lab, self.store, namespace, name, self.host)
+
+    def held_elsewhere(self, pod: PodView, hosts: list[str]) -> str | None:
+        """Another node whose pod of this name still has its netns (netns names do not
+        name the host): an ADD here waits until that node's DEL is done. Only looked up
+        when the netns exists and this host has no veth into it (the process runs in
+        its host's netns, so ``if_nametoindex`` looks there)."""
+        if not namespaces.exists(naming.pod_netns(self.lab, pod.namespace, pod.name)):
+            return None
+        try:
+            socket.if_nametoindex(naming.workload_interface(pod.namespace, pod.name))
+            return None  # ours: this host holds its veth
+        except OSError:
+            pass
+        for other in hosts:
+            if other != self.host and self.store.get(keys.workload_endpoint_of(other, pod.namespace, pod.name)):
+                return other
+        return None

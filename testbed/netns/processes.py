@@ -12,8 +12,10 @@ netns by bind-mounting it on /run/netns/<name>: one created from there is an emp
 to every other process (`ip netns exec` of it fails with "Invalid argument"). A process
 that creates namespaces (the host agent, whose kubelet makes pod netns) starts with
 ``machine_mounts``: `nsenter --net=/run/netns/NS`, which joins the netns only (it execs
-too). It then sees the machine's /sys, not NS's; nothing of ours reads /sys (interfaces
-and sysctls go through netlink and /proc/sys, which follow the netns).
+too), so the process keeps its spawner's mount namespace; whoever spawns such a process
+(the lab's supervisor restarts agents) must have started that way too. It then sees the
+machine's /sys, not NS's; nothing of ours reads /sys (interfaces and sysctls go through
+netlink and /proc/sys, which follow the netns).
 """
 
 from __future__ import annotations
