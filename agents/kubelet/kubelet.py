@@ -239,6 +239,8 @@ class Kubelet:
             self._good[key] = seen[1]
             return seen[1]
         error, good = seen[1], self._good.get(key)
+        if good is not None and good.uid != str((entry.value.get("metadata") or {}).get("uid") or ""):
+            good = None  # a new pod under the same name: the old one's view is not its
         status = entry.value.get("status") or {}
         bound_here = (entry.value.get("spec") or {}).get("nodeName") == self.host
         if good is None and bound_here and key not in self.local and status.get("message") != str(error):

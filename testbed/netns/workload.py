@@ -48,6 +48,8 @@ def build_pod(pod: PodNetwork, host: NetnsLinks) -> str:
     exists already is kept (idempotent); a host end whose peer is not in the pod's netns
     (left by a netns removed under it) is replaced.
     """
+    if namespaces.exists(pod.netns) and not namespaces.is_netns(pod.netns):
+        namespaces.remove(pod.netns)  # the file of a creation that died half-way
     if not namespaces.exists(pod.netns):
         namespaces.create(pod.netns)
     gateway = str(addressing.WORKLOAD_GATEWAY)

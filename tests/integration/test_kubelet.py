@@ -205,6 +205,16 @@ def test_each_container_is_its_own_program_and_the_annotated_address_is_used(lab
     assert ping.returncode == 0, ping.stdout
 
 
+def test_a_half_made_pod_is_finished_not_refused(lab: str) -> None:
+    import subprocess
+
+    netns = f"{lab}.demo.half"  # as a kubelet killed during its CNI ADD leaves it: a netns, no veth
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    create(lab, "half", "host2", [{"name": "main", "image": "busybox", "command": ["sh", "-c", TRAP]}])
+    ip = wait_running(lab, "half")["status"]["podIP"]
+    assert in_netns(f"{lab}.demo.pod-a", "ping", "-c", "1", "-W", "2", ip).returncode == 0  # from host1
+
+
 def test_the_node_objects_and_leases_are_kept_fresh(lab: str) -> None:
     from agents.kubelet.node import parse_time
     from testbed.datastore import keys
@@ -228,7 +238,7 @@ def test_topology_pods_made_by_up_are_left_to_it(lab: str) -> None:
 
 
 def test_deleting_every_test_pod_leaves_nothing_behind(lab: str) -> None:
-    names = ["web", "crash", "steady", "pair"]
+    names = ["web", "crash", "steady", "pair", "half"]
     pids = [pid_of(v, i) for n in names if (v := get(lab, n)) for i in range(len(v["status"]["containerStatuses"]))]
     for name in names:
         if get(lab, name) is not None:
