@@ -283,3 +283,13 @@ class CniNetwork:
             if other != self.host and self.store.get(keys.workload_endpoint_of(other, pod.namespace, pod.name)):
                 return other
         return None
+
+
+def cni_add(lab: str, store: Datastore, pod: PodView, host: str, now: float) -> Networked:
+    """CNI ADD of ``pod`` on ``host`` (what the kubelet calls; see CniNetwork.add)."""
+    return CniNetwork(lab, store, host).add(pod, now)
+
+
+def cni_del(lab: str, store: Datastore, namespace: str, pod: str, host: str) -> None:
+    """CNI DEL of a pod of ``host``: netns, address, handle, WorkloadEndpoint; idempotent."""
+    CniNetwork(lab, store, host).delete(namespace, pod)

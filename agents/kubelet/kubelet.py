@@ -106,7 +106,9 @@ class Kubelet:
     def run(self, stop: threading.Event) -> None:
         cancel: Callable[[], None] | None = None
         while not stop.is_set():
-            wait = LOOP_SECONDS if self.local else RESYNC_SECONDS
+            # Pods here: their processes and timers need looking at. Before the lab's records
+            # exist (`up` writes them after starting the agents): look for them twice a second.
+            wait = LOOP_SECONDS if self.local else 0.5 if self._host_ip is None else RESYNC_SECONDS
             try:
                 if cancel is None:
                     cancel = self.store.watch_prefix(keys.PODS, self.on_pod_event, on_error=self.on_lost)
@@ -145,6 +147,8 @@ class Kubelet:
         if not self._adopted:
             for held in self.local.values():
                 self.containers.adopt(held, now)
+            if adopted := sum(lifecycle.alive(c) for h in self.local.values() for c in h.containers):
+                LOG.info("adopted %d running containers of %d pods from an earlier kubelet", adopted, len(self.local))
             self._adopted = True
         self._check_enforced(now)
         statuses: Statuses = {}
@@ -348,7 +352,7 @@ class Kubelet:
         held = self.local[key]
         grace = float(pod.termination_grace) if pod is not None and delete_object else 0.0
         if not held.terminating:
-            LOG.info("stopping pod %s/%s (grace %g s)%s", held.namespace, held.name, grace,
+            LOG.info("stopping pod %s/%s (grace %g s)%s", held.namespace, held.name, max(grace, lifecycle.MIN_GRACE_SECONDS),
                      "" if delete_object else ": no Pod is bound here for it")  # fmt: skip
             held = dataclasses.replace(held, terminating=True)
         self.local[key] = held = self.containers.stop(key, pod, held, now, grace)

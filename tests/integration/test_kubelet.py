@@ -118,8 +118,11 @@ def alive(pid: int) -> bool:
 
 
 def test_a_pod_written_to_etcd_runs_answers_and_reports_running_ready(lab: str) -> None:
+    probe = {"httpGet": {"path": "/", "port": "http"}, "initialDelaySeconds": 2, "periodSeconds": 1}
     create(lab, "web", "host1", [{"name": "nginx", "image": "nginx", "ports": [{"name": "http", "containerPort": 80}],
-                                  "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1}}])  # fmt: skip
+                                  "readinessProbe": probe}])  # fmt: skip
+    running = wait_for("nginx started", lambda: (v := get(lab, "web")) and v["status"]["phase"] == "Running" and v)
+    assert not ready(running)  # its readiness probe has not run yet (initialDelaySeconds 2)
     value = wait_running(lab, "web")
     status = value["status"]
     assert (status["phase"], status["hostIP"]) == ("Running", "172.18.203.11")
@@ -213,6 +216,30 @@ def test_a_half_made_pod_is_finished_not_refused(lab: str) -> None:
     create(lab, "half", "host2", [{"name": "main", "image": "busybox", "command": ["sh", "-c", TRAP]}])
     ip = wait_running(lab, "half")["status"]["podIP"]
     assert in_netns(f"{lab}.demo.pod-a", "ping", "-c", "1", "-W", "2", ip).returncode == 0  # from host1
+
+
+def test_pods_gone_while_the_agent_was_down_are_torn_down_when_it_is_healed(lab: str) -> None:
+    from tests.integration.labs import testbed
+
+    sleeper = [{"name": "main", "image": "busybox", "command": ["sh", "-c", TRAP]}]
+    create(lab, "gone1", "host1", sleeper)
+    create(lab, "gone2", "host1", sleeper)
+    pids = [pid_of(wait_running(lab, "gone1")), pid_of(wait_running(lab, "gone2"))]
+    ips = [get(lab, n)["status"]["podIP"] for n in ("gone1", "gone2")]  # type: ignore[index]
+    testbed("fail", "--lab", lab, "agent", "host1", "felix")
+    try:
+        with store(lab) as s:  # force deletions (as the node lifecycle controller's), nobody to see them
+            assert s.delete(pod_key("gone1")) and s.delete(pod_key("gone2"))
+        file = f"/run/testbed/{lab}/kubelet/host1.json"
+        held = json.loads(open(file).read())
+        del held["pods"][pod_key("gone2")]  # known by its endpoint only, as after a lost kubelet file
+        open(file, "w").write(json.dumps(held))
+        assert all(alive(pid) for pid in pids)  # the containers outlive their kubelet
+    finally:
+        testbed("heal", "--lab", lab, "agent", "host1", "felix")
+    wait_for("both torn down", lambda: not any(os.path.exists(f"/run/netns/{lab}.demo.gone{i}") for i in (1, 2)))
+    wait_for("their programs stopped", lambda: not any(alive(pid) for pid in pids), timeout=5)
+    wait_for("their addresses released", lambda: not set(ips) & set(allocated(lab)), timeout=5)
 
 
 def test_the_node_objects_and_leases_are_kept_fresh(lab: str) -> None:

@@ -326,3 +326,34 @@ def test_nothing_is_remembered_of_a_pod_once_it_is_gone(lab: Lab) -> None:
     memos = (kubelet._views, kubelet._good, kubelet._status_inputs, kubelet._retry, kubelet.containers.procs,
              kubelet.containers.probe_states, kubelet.local)  # fmt: skip
     assert all(not memo for memo in memos)
+
+
+def test_run_follows_the_watch_and_sets_it_up_again_when_lost(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    lab = Lab(tmp_path)
+    kubelet = Kubelet(lab.store, "lab", HOST, lab.runtime, lab.network, lab.prober, lab.file)
+    stop = threading.Event()
+    thread = threading.Thread(target=kubelet.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        lab.create()
+
+        def until(check: object, timeout: float = 5.0) -> None:
+            deadline = time.monotonic() + timeout
+            while not check():  # type: ignore[operator]
+                assert time.monotonic() < deadline, "not in time"
+                time.sleep(0.02)
+
+        until(lambda: lab.network.added)
+        lab.felix(lab.store.revision())
+        until(lambda: lab.runtime.started)
+        kubelet.on_lost()  # the watch ended: the loop watches again and re-lists
+        lab.runtime.started[0].code = 1
+        until(lambda: len(lab.runtime.started) == 2)  # the restart, 1 s after the exit
+        until(lambda: lab.container()["restartCount"] == 1)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert not thread.is_alive()
