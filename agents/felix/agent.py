@@ -1,6 +1,8 @@
 """The Felix-like agent of one host: etcd -> policy model -> rendered rules -> kernel.
 
-Runs inside its host's netns (`ip netns exec <lab>.<host> python -m agents.felix.agent`).
+Runs inside its host's netns (`nsenter --net=/run/netns/<lab>.<host> python -m
+agents.felix.agent`), with the host's kubelet as threads of the same process
+(``agents.kubelet``).
 Cheap updates mark it dirty (an etcd watch on endpoints, namespaces and policies); one
 apply per burst; a timed resync repairs drift (a rule or route deleted by hand comes
 back). After each apply it records in etcd which revision it enforces, so `testbed
@@ -30,7 +32,6 @@ from testbed import naming
 from testbed.netns import namespaces
 from testbed.datastore import keys, records
 from testbed.datastore.base import Datastore, DatastoreError, WatchCallback, WatchEvent
-from testbed.datastore.keys import NETWORK_POLICIES
 from testbed.kube.view import PREFIXES as VIEW_PREFIXES, ViewCache
 from testbed.model.policy import Endpoint
 
@@ -274,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", required=True)
     parser.add_argument("--etcd", required=True, help="HOST:PORT of the lab's etcd")
     args = parser.parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format=f"%(asctime)s felix lab={args.lab} host={args.host} %(levelname)s %(message)s")
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format=f"%(asctime)s %(name)s lab={args.lab} host={args.host} %(levelname)s %(message)s")
     if not namespaces.is_current(naming.host_netns(args.lab, args.host)):
         LOG.error("refusing to run outside netns %s", naming.host_netns(args.lab, args.host))
         return 2
@@ -284,8 +285,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     events: queue.SimpleQueue[str] = queue.SimpleQueue()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: events.put("stop"))
-    with EtcdDatastore.over_tcp(host, int(port)) as store:
-        run(Agent(store, args.host, Dataplane()), store, events)
+    from agents.kubelet import service  # the host's kubelet: threads of this process
+
+    kubelet = service.start(args.lab, args.host, host, int(port))
+    try:
+        with EtcdDatastore.over_tcp(host, int(port)) as store:
+            run(Agent(store, args.host, Dataplane()), store, events)
+    finally:
+        kubelet.stop()
     from testbed.runtime.supervisor import note_clean_exit  # stopped on request: stay down
 
     note_clean_exit(args.lab, f"felix {args.host}", os.getpid())

@@ -164,9 +164,13 @@ def workload_endpoint_record(lab: str, pod: PodPlan, created: float, mac: str | 
     return {"apiVersion": CALICO_API, "kind": "WorkloadEndpoint", "metadata": metadata, "spec": spec}
 
 
-def ipam_secondary(pod: PodPlan, created: float) -> dict[str, str]:
+def ipam_attributes(namespace: str, pod: str, node: str, created: float) -> dict[str, str]:
     """The attributes Calico's CNI plugin records with a pod's address."""
-    return {"namespace": pod.namespace, "node": pod.host, "pod": pod.name, "timestamp": timestamp(created)}
+    return {"namespace": namespace, "node": node, "pod": pod, "timestamp": timestamp(created)}
+
+
+def ipam_secondary(pod: PodPlan, created: float) -> dict[str, str]:
+    return ipam_attributes(pod.namespace, pod.name, pod.host, created)
 
 
 # --- Kubernetes -----------------------------------------------------------------------

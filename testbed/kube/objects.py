@@ -278,7 +278,6 @@ def _store_once(
     read: dict[str, int] = {}  # key -> the revision we decided on (0: absent)
     created = time.time()
     listed, _ = store.list_versioned(keys.K8S_NAMESPACES)
-    stored_namespaces = {k: v.value for k, v in listed.items()}
     namespaces = {k[len(keys.K8S_NAMESPACES):] for k, v in listed.items() if not _terminating(v.value)}
     terminating = {k[len(keys.K8S_NAMESPACES):] for k, v in listed.items() if _terminating(v.value)}
 

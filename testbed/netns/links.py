@@ -63,6 +63,17 @@ class NetnsLinks:
             self._indices[ifname] = int(found[0])
         return self._indices[ifname]
 
+    def has(self, ifname: str) -> bool:
+        """Is there an interface ``ifname`` in this netns (now: absence is not cached)?"""
+        return ifname in self._indices or bool(self._ipr.link_lookup(ifname=ifname))
+
+    def delete_link(self, ifname: str) -> None:
+        """Remove interface ``ifname`` (a veth takes its peer with it); missing is no error."""
+        found = self._ipr.link_lookup(ifname=ifname)
+        self._indices.pop(ifname, None)
+        if found:
+            self._ipr.link("del", index=int(found[0]))
+
     def set_up(self, ifname: str) -> None:
         self._ipr.link("set", index=self.index(ifname), state="up")
 
@@ -84,8 +95,10 @@ class NetnsLinks:
         return str(link.get_attr("IFLA_ADDRESS"))
 
     # -- addresses, routes, neighbours -----------------------------------------------------
-    def add_address(self, ifname: str, address: str, prefixlen: int) -> None:
-        self._ipr.addr("add", index=self.index(ifname), address=address, prefixlen=prefixlen)
+    def add_address(self, ifname: str, address: str, prefixlen: int, replace: bool = False) -> None:
+        """Add an address; ``replace``: no error when the interface has it already."""
+        command = "replace" if replace else "add"
+        self._ipr.addr(command, index=self.index(ifname), address=address, prefixlen=prefixlen)
 
     def add_route(
         self,

@@ -32,6 +32,15 @@ def exists(name: str) -> bool:
     return path_of(name).exists()
 
 
+def is_netns(name: str) -> bool:
+    """Is /run/netns/<name> a mounted netns (not an empty file left by a creation that died
+    half-way, which no process can enter)?"""
+    try:
+        return os.stat(path_of(name)).st_dev == os.stat("/proc/self/ns/net").st_dev
+    except OSError:
+        return False
+
+
 def create(name: str) -> None:
     """Create a named netns (as `ip netns add`): fails if the name is taken."""
     if exists(name):

@@ -4,6 +4,18 @@ Daemons start with `ip netns exec NS argv...`: it execs, so the PID we get is th
 daemon's own. Each runs in a new session, its output in a log file. Processes are
 only ever stopped by PID (recorded at spawn, or found living in the lab's netns),
 never by name pattern.
+
+`ip netns exec` also gives the process a mount namespace of its own, a *slave* of the
+machine's: it bind-mounts /etc/netns/NS/* over /etc (a pod's resolv.conf) and mounts a
+/sys of NS. Mounts made inside never reach the machine, and pyroute2 makes a named
+netns by bind-mounting it on /run/netns/<name>: one created from there is an empty file
+to every other process (`ip netns exec` of it fails with "Invalid argument"). A process
+that creates namespaces (the host agent, whose kubelet makes pod netns) starts with
+``machine_mounts``: `nsenter --net=/run/netns/NS`, which joins the netns only (it execs
+too), so the process keeps its spawner's mount namespace; whoever spawns such a process
+(the lab's supervisor restarts agents) must have started that way too. It then sees the
+machine's /sys, not NS's; nothing of ours reads /sys (interfaces and sysctls go through
+netlink and /proc/sys, which follow the netns).
 """
 
 from __future__ import annotations
@@ -16,10 +28,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 IP = "ip"
+NSENTER = "nsenter"
+NETNS_DIR = Path("/run/netns")
 
 
 def netns_exec_argv(netns: str, argv: Sequence[str]) -> list[str]:
     return [IP, "netns", "exec", netns, *argv]
+
+
+def nsenter_argv(netns: str, argv: Sequence[str]) -> list[str]:
+    """``argv`` in netns ``netns`` and nothing else: the machine's mount namespace."""
+    return [NSENTER, f"--net={NETNS_DIR / netns}", "--", *argv]
 
 
 def spawn(
@@ -29,12 +48,15 @@ def spawn(
     *,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
+    machine_mounts: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """Start ``argv`` as a daemon inside ``netns``; stdout and stderr go to ``log``."""
+    """Start ``argv`` as a daemon inside ``netns``; stdout and stderr go to ``log``.
+    ``machine_mounts``: keep the machine's mount namespace (see the module docstring)."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    wrapped = nsenter_argv(netns, argv) if machine_mounts else netns_exec_argv(netns, argv)
     with open(log, "ab") as out:
         return subprocess.Popen(
-            netns_exec_argv(netns, argv),
+            wrapped,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -16,13 +16,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from testbed import addressing, images, naming
+from testbed import addressing, naming
 from testbed.datastore import records
 from testbed.datastore.base import Datastore
 from testbed.datastore.etcd import EtcdDatastore
-from testbed.netns import etc_files, namespaces, processes, sandbox
+from testbed.netns import namespaces, processes, sandbox
 from testbed.netns.links import PROTO_BIRD, NetnsLinks
-from testbed.runtime import etcd_server, policy_agents, speakers, state, supervisor
+from testbed.netns.workload import build_pod
+from testbed.runtime import etcd_server, policy_agents, programs, speakers, state, supervisor
 from testbed.runtime.plan import HostPlan, LabPlan, PodPlan
 from testbed.runtime.teardown import teardown
 
@@ -44,17 +45,6 @@ def _quiet(_step: str, _done: int, _total: int) -> None:
 def host_sysctls() -> dict[str, str]:
     """A host forwards, like every Calico node."""
     return {"net.ipv4.ip_forward": "1"}
-
-
-def workload_sysctls(interface: str) -> dict[str, str]:
-    """What Calico's CNI plugin and Felix set on every host-side cali interface."""
-    return {
-        f"net.ipv4.conf.{interface}.proxy_arp": "1",
-        f"net.ipv4.conf.{interface}.forwarding": "1",
-        f"net.ipv4.conf.{interface}.route_localnet": "1",
-        f"net.ipv4.neigh.{interface}.proxy_delay": "0",
-        f"net.ipv6.conf.{interface}.accept_ra": "0",
-    }
 
 
 def fabric_sysctls() -> dict[str, str]:
@@ -101,40 +91,6 @@ def build_host(plan: LabPlan, host: HostPlan, fab: NetnsLinks) -> NetnsLinks:
     return h
 
 
-def build_pod(pod: PodPlan, host: NetnsLinks) -> None:
-    """A pod netns plumbed as Calico's CNI plugin does, plus Felix's route and neighbour.
-
-    ``host`` is an open handle on the pod's host netns, shared by all its pods.
-    """
-    namespaces.create(pod.netns)
-    host.add_veth(pod.interface, naming.POD_INTERFACE, pod.netns, mac=naming.WORKLOAD_MAC)
-    with NetnsLinks(pod.netns) as p:
-        p.set_up("lo")
-        p.add_address(naming.POD_INTERFACE, str(pod.ip), 32)
-        p.set_up(naming.POD_INTERFACE)
-        gateway = str(addressing.WORKLOAD_GATEWAY)
-        p.add_route(f"{gateway}/32", dev=naming.POD_INTERFACE, scope="link")
-        p.add_route("0.0.0.0/0", via=gateway, dev=naming.POD_INTERFACE)
-        # Permanent, so it does not count against the neighbour table every namespace shares
-        # (see neighbour_entries); the host side still answers ARP for it (proxy_arp=1).
-        p.add_neighbour(gateway, naming.WORKLOAD_MAC, naming.POD_INTERFACE)
-        pod_mac = p.mac(naming.POD_INTERFACE)
-    plug_workload(host, pod.interface, str(pod.ip), pod_mac)
-    # The kubelet's resolv.conf (cluster DNS, the namespace's search list), which
-    # `ip netns exec` bind-mounts over /etc/resolv.conf for the pod's programs.
-    etc_files.write(pod.netns, "resolv.conf", etc_files.resolv_conf(pod.namespace, str(addressing.CLUSTER_DNS)))
-
-
-def plug_workload(host: NetnsLinks, interface: str, ip: str, mac: str, replace: bool = False) -> None:
-    """The host end of a workload's veth as the CNI plugin and Felix leave it: sysctls, link
-    up, the /32 route and the permanent neighbour. Also used when a pod migrates
-    (``replace``: the host may hold a BGP /32 that pointed at the pod's previous home)."""
-    namespaces.write_sysctls(host.netns, workload_sysctls(interface))
-    host.set_up(interface)
-    host.add_route(f"{ip}/32", dev=interface, scope="link", replace=replace)
-    host.add_neighbour(ip, mac, interface)
-
-
 def start_etcd(plan: LabPlan, lab_state: state.LabState) -> subprocess.Popen[bytes]:
     folder = state.folder(plan.lab)
     argv = etcd_server.etcd_command(etcd_server.data_dir(folder), str(addressing.FABRIC_GATEWAY))
@@ -144,47 +100,20 @@ def start_etcd(plan: LabPlan, lab_state: state.LabState) -> subprocess.Popen[byt
     return proc
 
 
-def pod_folder(lab: str, pod: PodPlan) -> Path:
-    return state.folder(lab) / "pods" / f"{pod.namespace}.{pod.name}"
-
-
-def pod_log(lab: str, pod: PodPlan) -> Path:
-    return state.folder(lab) / "logs" / f"{pod.namespace}.{pod.name}.log"
-
-
 def launch_sandbox(lab: str, pod: PodPlan) -> sandbox.Launch:
-    """Start making the pod's sandbox (see testbed.netns.sandbox); ``start_pod_program``
-    waits for it. An image that reads the lab's etcd sees the lab's folder, read-only."""
-    read_only = (state.folder(lab),) if images.lookup(pod.image).sees_lab else ()
-    return sandbox.launch_sandbox(
-        lab, pod.namespace, pod.name, pod.netns, str(pod.ip), pod_folder(lab, pod),
-        log=pod_log(lab, pod), read_only=read_only, state_root=state.root(),
-    )  # fmt: skip
+    """Start making a topology pod's sandbox; ``start_pod_program`` waits for it."""
+    return programs.launch_sandbox(lab, pod.namespace, pod.name, pod.netns, str(pod.ip), pod.image)
 
 
 def start_pod_program(lab: str, pod: PodPlan, lab_state: state.LabState, launched: sandbox.Launch | None = None) -> None:
     """The pod's sandbox (``launched`` already, or made now), then in it the pod's command,
-    else its image's default program (nothing for an idle image: the sandbox alone, for
-    `kubectl exec`).
-
-    Files the program needs (nginx's config and page) go to the pod's own folder,
-    /run/testbed/<lab>/pods/<ns>.<pod>/, which `down` removes with the lab's folder and
-    which the sandbox shows at the same path.
-    """
-    folder = pod_folder(lab, pod)
-    context = images.PodContext(lab=lab, namespace=pod.namespace, pod=pod.name, folder=folder)
-    program = images.program_for(pod.image, pod.command, context)
+    else its image's default program (``programs.spawn_program``), recorded in the lab's
+    state (`down` stops them)."""
     pause = (launched or launch_sandbox(lab, pod)).wait()
     state.record_process(lab_state, f"sandbox {pod.key}", pod.netns, pause)
-    if program is None:
-        return
-    for path in (folder, *program.folders):
-        path.mkdir(parents=True, exist_ok=True)
-    for path, text in program.files:
-        path.write_text(text)
-    env = None if program.env is None else dict(program.env)
-    proc = sandbox.start_container(pause, program.argv, pod_log(lab, pod), cwd=program.cwd, env=env)
-    state.record_process(lab_state, f"pod {pod.key}", pod.netns, proc.pid)
+    proc = programs.spawn_program(lab, pod.netns, pod.namespace, pod.name, pod.image, pod.command, ip=str(pod.ip))
+    if proc is not None:
+        state.record_process(lab_state, f"pod {pod.key}", pod.netns, proc.pid)
 
 
 def runs_bgp(plan: LabPlan) -> bool:

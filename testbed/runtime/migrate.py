@@ -33,7 +33,8 @@ from testbed.datastore import keys, records
 from testbed.datastore.base import Datastore
 from testbed.netns import namespaces
 from testbed.netns.links import NetnsLinks, Route
-from testbed.runtime import build, policy_agents
+from testbed.netns.workload import plug_workload
+from testbed.runtime import policy_agents
 from testbed.runtime.pods import PodError, ipam_lock
 
 ROUTE_TIMEOUT = 10.0  # seconds for every host to route the address to its new home
@@ -172,7 +173,7 @@ def _move_interface(source_netns: str, target_netns: str, interface: str, pod_ne
     with NetnsLinks(pod_netns) as pod:
         pod_mac = pod.mac(naming.POD_INTERFACE)
     with NetnsLinks(target_netns) as host:
-        build.plug_workload(host, interface, str(ip), pod_mac, replace=True)
+        plug_workload(host, interface, str(ip), pod_mac, replace=True)
 
 
 def wait_routed(

@@ -24,9 +24,13 @@ def agent_argv(lab: str, host: str) -> list[str]:
 
 
 def start_agent(lab: str, host: str, lab_state: state.LabState) -> int:
-    """Spawn and record host ``host``'s agent (at `up`, and when the supervisor restarts it)."""
+    """Spawn and record host ``host``'s agent (at `up`, and when the supervisor restarts it).
+
+    In the machine's mount namespace (``machine_mounts``): its kubelet creates pod netns,
+    which must be visible to every process, not only inside a private mount namespace."""
     netns = naming.host_netns(lab, host)
-    proc = processes.spawn(netns, agent_argv(lab, host), state.folder(lab) / "logs" / f"felix-{host}.log")
+    log = state.folder(lab) / "logs" / f"felix-{host}.log"
+    proc = processes.spawn(netns, agent_argv(lab, host), log, machine_mounts=True)
     state.record_process(lab_state, f"felix {host}", netns, proc.pid)
     return proc.pid
 

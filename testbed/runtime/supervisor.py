@@ -158,7 +158,9 @@ def ensure(lab: str, lab_state: state.LabState) -> int | None:
         return None
     netns = naming.fabric_netns(lab)
     argv = [sys.executable, "-m", "testbed.runtime.supervisor", "--lab", lab]
-    proc = processes.spawn(netns, argv, state.folder(lab) / "logs" / "supervisor.log")
+    # In the machine's mount namespace: the host agents it restarts inherit it, and their
+    # kubelets' pod netns must be visible to every process (see processes.spawn).
+    proc = processes.spawn(netns, argv, state.folder(lab) / "logs" / "supervisor.log", machine_mounts=True)
     state.record_process(lab_state, NAME, netns, proc.pid)
     return proc.pid
 

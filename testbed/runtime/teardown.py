@@ -48,10 +48,13 @@ def teardown(lab: str) -> TeardownReport:
     # The lab is going away: nothing to shut down gracefully. Freeze everything first, so
     # that nothing respawns what is being killed, then kill; a process started meanwhile
     # (before its parent froze) shows up in the next scan of the lab's namespaces.
+    # Each round lists the lab's namespaces again: a host's kubelet may have made a pod
+    # netns (and started a program there) after the first listing.
     batch = set(pids)
     for _ in range(MAX_KILL_ROUNDS):
         processes.freeze(batch)
         processes.kill(batch)
+        names = lab_namespaces(lab)
         batch = {pid for found in namespaces.pids_by_netns(names).values() for pid in found}
         if not batch:
             break
