@@ -138,11 +138,14 @@ class Kubelet:
                 continue
 
     def step(self, now: float) -> bool:
-        """One pass; True when the watch was lost (the caller sets it up again)."""
-        lost = self._drain(now)
+        """One pass; True when the watch was lost: then nothing else happens, the caller
+        watches again and the next pass lists (watch, then list: nothing is missed)."""
+        if self._drain(now):
+            self._needs_list = True
+            return True
         if not self._ready():
-            return lost
-        if self._needs_list or lost or now - self._listed_at >= RESYNC_SECONDS:
+            return False
+        if self._needs_list or now - self._listed_at >= RESYNC_SECONDS:
             self._relist(now)
         if not self._adopted:
             for held in self.local.values():
@@ -169,7 +172,7 @@ class Kubelet:
         self.pods.write_statuses(statuses)
         self._save()
         self._forget_gone()
-        return lost
+        return False
 
     def _forget_gone(self) -> None:
         """Drop what is remembered of keys that are neither bound here nor held any more."""
