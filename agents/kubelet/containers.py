@@ -12,6 +12,7 @@ reports a container it lost: 137, ContainerStatusUnknown).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -40,8 +41,9 @@ class Process(Protocol):
 
 
 class Runtime(Protocol):
-    def start(self, pod: PodView, container: Container) -> Process | None:
-        """Start it; None when its image runs nothing. UnknownImage, OSError."""
+    def start(self, pod: PodView, container: Container, ip: str | None = None) -> Process | None:
+        """Start it (in the pod's sandbox, made for address ``ip`` if it has none yet); None
+        when its image runs nothing. UnknownImage, OSError, SandboxError."""
         ...
 
     def adopt(self, pid: int, start_ticks: int | None) -> Process:
@@ -49,13 +51,16 @@ class Runtime(Protocol):
         ...
 
 
-def start_container(lab: str, pod: PodView, container: Container) -> subprocess.Popen[bytes] | None:
+def start_container(lab: str, pod: PodView, container: Container, ip: str | None = None) -> subprocess.Popen[bytes] | None:
     """The one place the kubelet starts a container's program (in the pod's netns, as
     `testbed up` starts a topology pod's); a pod of several containers gives each its
     own folder."""
     folder = container.name if len(pod.containers) > 1 else None
     netns = naming.pod_netns(lab, pod.namespace, pod.name)
-    return programs.spawn_program(lab, netns, pod.namespace, pod.name, container.image, container.command, folder)
+    return programs.spawn_program(
+        lab, netns, pod.namespace, pod.name, container.image, container.command, folder, ip=ip,
+        context=json.loads(container.security), pod_context=json.loads(pod.security),
+    )
 
 
 def exit_code(returncode: int) -> int:
@@ -127,8 +132,8 @@ class ProcessRuntime:
     def __init__(self, lab: str) -> None:
         self.lab = lab
 
-    def start(self, pod: PodView, container: Container) -> Process | None:
-        popen = start_container(self.lab, pod, container)
+    def start(self, pod: PodView, container: Container, ip: str | None = None) -> Process | None:
+        popen = start_container(self.lab, pod, container, ip)
         return ChildProcess(popen) if popen is not None else None
 
     def adopt(self, pid: int, start_ticks: int | None) -> Process:

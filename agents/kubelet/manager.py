@@ -18,6 +18,7 @@ from agents.kubelet.local import ContainerRun, LocalPod
 from agents.kubelet.podspec import Container, PodView
 from agents.kubelet.prober import Prober
 from testbed import images, naming
+from testbed.netns import sandbox, security
 
 LOG = logging.getLogger("agents.kubelet")
 PURPOSES = ("readiness", "liveness")
@@ -36,7 +37,7 @@ class ContainerManager:
             run = held.container(spec.name) or ContainerRun(spec.name)
             run = self.reap(pod.key, pod, run, now, stopping=False)
             if lifecycle.due_to_start(run, now):
-                run = self._start(pod, spec, run, now)
+                run = self._start(pod, spec, run, now, held.ip)
             if run.state == "running":
                 run = self._probe(pod, held, spec, run, now)
             held = held.with_container(run)
@@ -99,12 +100,14 @@ class ContainerManager:
         for state_key in [k for k in self.probe_states if k[0] == key]:
             del self.probe_states[state_key]
 
-    def _start(self, pod: PodView, spec: Container, run: ContainerRun, now: float) -> ContainerRun:
+    def _start(self, pod: PodView, spec: Container, run: ContainerRun, now: float, ip: str | None = None) -> ContainerRun:
         try:
-            proc = self.runtime.start(pod, spec)
+            proc = self.runtime.start(pod, spec, ip)
         except images.UnknownImage as exc:
             return lifecycle.cannot_start(run, "ErrImagePull", str(exc))
-        except OSError as exc:
+        except security.SecurityError as exc:
+            return lifecycle.cannot_start(run, "CreateContainerConfigError", str(exc))
+        except (OSError, sandbox.SandboxError) as exc:
             LOG.warning("cannot start container %s of %s: %s", spec.name, pod.ref, exc)
             failed = lifecycle.started(run, None, None, now)
             return lifecycle.exited(failed, 128, now, pod.restart_policy, stopping=False, reason="StartError")

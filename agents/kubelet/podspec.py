@@ -8,6 +8,7 @@ the pod and the field (``pod demo/web: spec.containers[0].readinessProbe.httpGet
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -56,6 +57,7 @@ class Container:
     ports: tuple[ContainerPort, ...] = ()
     readiness: Probe | None = None
     liveness: Probe | None = None
+    security: str = "{}"  # its securityContext, as JSON (the sandbox turns it into rights)
 
     def resolve_port(self, port: int | str | None) -> int | None:
         """A probe's port: a number as given, a name through this container's ports."""
@@ -81,6 +83,7 @@ class PodView:
     # Networked by another path (`testbed up` or the CLI today): a pod IP but no container
     # statuses; the kubelet leaves such a pod alone unless it networked it itself.
     networked_elsewhere: bool = False
+    security: str = "{}"  # spec.securityContext, as JSON
 
     @property
     def ref(self) -> str:
@@ -128,6 +131,7 @@ def parse_pod(key: str, value: Mapping[str, Any]) -> PodView:
         labels=tuple(sorted((str(k), str(v)) for k, v in _mapping(meta.get("labels")).items())),
         annotations=tuple(sorted((str(k), str(v)) for k, v in _mapping(meta.get("annotations")).items())),
         networked_elsewhere=bool(status.get("podIP")) and not status.get("containerStatuses"),
+        security=json.dumps(_mapping(spec.get("securityContext")), sort_keys=True),
     )
 
 
@@ -158,7 +162,8 @@ def _container(ref: str, index: int, raw: Any) -> Container:
     liveness = _probe(ref, f"{where}.livenessProbe", raw.get("livenessProbe"), container)
     if liveness is not None and liveness.success_threshold != 1:
         raise SpecError(f"{ref}: {where}.livenessProbe.successThreshold: must be 1")
-    return Container(name, image, tuple(command), tuple(ports), readiness, liveness)
+    security = json.dumps(_mapping(raw.get("securityContext")), sort_keys=True)
+    return Container(name, image, tuple(command), tuple(ports), readiness, liveness, security)
 
 
 def _probe(ref: str, where: str, raw: Any, container: Container) -> Probe | None:

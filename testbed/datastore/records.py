@@ -10,6 +10,7 @@ block, apply ``blocks.block_allocate``/``block_release`` and write it with the p
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -254,6 +255,19 @@ def namespace_records(lab: str, namespace: NamespacePlan, created: float) -> dic
     }
 
 
+ANNOTATION_IP_ADDRS = "cni.projectcalico.org/ipAddrs"  # Calico's: the address a pod asks for
+
+
+def pod_object(lab: str, pod: PodPlan, created: float) -> Record:
+    """A topology pod as `up` writes it: bound to its host, asking (Calico's annotation) for
+    the address the plan gave it, Pending until its host's kubelet has made it."""
+    value = k8s_pod_record(lab, pod, IPv4Address("0.0.0.0"), created)
+    value["metadata"]["annotations"] = {ANNOTATION_IP_ADDRS: json.dumps([str(pod.ip)])}
+    value["spec"].update({"restartPolicy": "Always", "terminationGracePeriodSeconds": 30})
+    value["status"] = {"phase": "Pending"}
+    return value
+
+
 def pod_records(plan: LabPlan, pod: PodPlan, created: float, mac: str | None = None) -> dict[str, Record]:
     """A pod's own keys: WorkloadEndpoint, Kubernetes Pod and IPAM handle (not its block)."""
     handle_id = naming.ipam_handle(pod.namespace, pod.name)
@@ -291,5 +305,7 @@ def lab_records(plan: LabPlan, created: float) -> dict[str, Record]:
         result.update(namespace_records(plan.lab, namespace, created))
     result.update(block_records(plan, plan.pods, created))
     for pod in plan.pods:
-        result.update(pod_records(plan, pod, created))
+        handle_id = naming.ipam_handle(pod.namespace, pod.name)
+        result[keys.pod(pod.namespace, pod.name)] = pod_object(plan.lab, pod, created)
+        result[keys.handle(handle_id)] = blocks.handle_record(handle_id, {pod.block: 1})
     return dict(sorted(result.items()))

@@ -17,13 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from testbed import addressing, naming
-from testbed.datastore import records
+from testbed.datastore import keys, records
 from testbed.datastore.base import Datastore
 from testbed.datastore.etcd import EtcdDatastore
 from testbed.netns import namespaces, processes, sandbox
 from testbed.netns.links import PROTO_BIRD, NetnsLinks
-from testbed.netns.workload import build_pod
-from testbed.runtime import etcd_server, policy_agents, programs, speakers, state, supervisor
+from testbed.runtime import control_plane, etcd_server, policy_agents, programs, speakers, state, supervisor
 from testbed.runtime.plan import HostPlan, LabPlan, PodPlan
 from testbed.runtime.teardown import teardown
 
@@ -34,6 +33,8 @@ ETCD_START_TIMEOUT = 20.0
 BGP_TIMEOUT_BASE = 20.0  # seconds for BGP to converge, plus a little per host
 BGP_TIMEOUT_PER_HOST = 0.5
 ENFORCE_TIMEOUT = 20.0  # the agents' first sync at up
+PODS_TIMEOUT_BASE = 20.0  # seconds for the kubelets to make the topology's pods Ready, plus
+PODS_TIMEOUT_PER_POD = 0.1  # a little per pod
 SANDBOXES_IN_FLIGHT = 4  # pods' sandboxes being made at once while `up` builds the next pods
 FABRIC_PREFIXLEN = addressing.FABRIC.prefixlen
 
@@ -164,43 +165,54 @@ def build_lab(plan: LabPlan, progress: Progress = _quiet) -> float:
 
 
 def _build(plan: LabPlan, lab_state: state.LabState, progress: Progress) -> None:
-    total_hosts, total_pods = len(plan.hosts), len(plan.pods)
+    total_hosts = len(plan.hosts)
     progress("fabric", 0, 1)
     build_fabric(plan)
     etcd = start_etcd(plan, lab_state)
     progress("fabric", 1, 1)
     start_reflector(plan, lab_state)
     supervisor.ensure(plan.lab, lab_state)  # idle until the lab is up; then keeps its agents alive
-    launched: list[sandbox.Launch] = []
-    waited = 0
+    control_plane.start_manager(plan.lab, lab_state)  # waits for etcd, then reconciles for the lab's life
     with contextlib.ExitStack() as handles:
         fab = handles.enter_context(NetnsLinks(plan.fabric_netns))
-        hosts: dict[str, NetnsLinks] = {}
         for i, host in enumerate(plan.hosts, 1):
-            hosts[host.name] = handles.enter_context(build_host(plan, host, fab))
-            start_host_daemons(plan, host, lab_state)
+            handles.enter_context(build_host(plan, host, fab))
+            start_host_daemons(plan, host, lab_state)  # its speaker, and its agent with the kubelet
             progress("hosts", i, total_hosts)
-        for i, pod in enumerate(plan.pods, 1):
-            build_pod(pod, hosts[pod.host])
-            # Its sandbox is made in the background, a few at a time, while the other pods
-            # are built and BGP converges; its program starts once the network is ready.
-            if len(launched) - waited >= SANDBOXES_IN_FLIGHT:
-                launched[waited].wait()
-                waited += 1
-            launched.append(launch_sandbox(plan.lab, pod))
-            progress("pods", i, total_pods)
     progress("etcd", 0, 1)
     with EtcdDatastore.over_unix_socket(etcd_socket(plan.lab)) as store:
         etcd_server.wait_healthy(
             store, ETCD_START_TIMEOUT, log=etcd_server.log_path(state.folder(plan.lab)), process=etcd
         )
+        # The topology's pods are Pod objects bound to their hosts, with the addresses the
+        # plan gave them (IPAM written alongside): each host's kubelet makes them.
         store.put_many(records.lab_records(plan, lab_state.created))
         progress("etcd", 1, 1)
         written = store.last_write_revision
         # BGP and the policy agents come up side by side: wait for both, slower one first.
         wait_bgp(plan, progress, store)
         policy_agents.wait_enforced(store, [h.name for h in plan.hosts], written, ENFORCE_TIMEOUT)
-    for pod, launch in zip(plan.pods, launched):
-        start_pod_program(plan.lab, pod, lab_state, launch)
+        wait_pods(plan, progress, store)
     lab_state.phase = "up"
     state.save(lab_state)
+
+
+def wait_pods(plan: LabPlan, progress: Progress, store: Datastore) -> None:
+    """Until every topology pod is Ready, as its kubelet reports it."""
+    from testbed.kube import waits  # noqa: PLC0415
+
+    pending = [keys.pod(p.namespace, p.name) for p in plan.pods]
+    total = len(pending)
+    deadline = time.monotonic() + PODS_TIMEOUT_BASE + PODS_TIMEOUT_PER_POD * total
+    progress("pods", 0, total)
+    while pending:
+        pending = [k for k in pending if not ((v := store.get(k)) is not None and waits.is_ready(v))]
+        progress("pods", total - len(pending), total)
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"{len(pending)} of {total} pods not Ready in time (first: {pending[0].removeprefix(keys.PODS)}; "
+                "see logs/felix-<host>.log, which holds each host's kubelet)"
+            )
+        time.sleep(0.05)

@@ -48,7 +48,7 @@ class FakeRuntime:
         self.adopted: list[FakeProcess] = []
         self.next_pid = 100
 
-    def start(self, pod: PodView, container: Container) -> FakeProcess:
+    def start(self, pod: PodView, container: Container, ip: str | None = None) -> FakeProcess:
         self.next_pid += 1
         proc = FakeProcess(self.next_pid)
         self.started.append(proc)
