@@ -22,7 +22,7 @@ from testbed.netns.links import PROTO_BIRD, NetnsLinks
 from testbed.runtime import build, manifests, pods, policy_agents, speakers, state
 from testbed.runtime.plan import LabPlan, neighbour_entries, plan_lab
 from testbed.runtime.teardown import TeardownReport, teardown
-from testbed.kube import cluster_dns
+from testbed.kube import cluster_dns, registry, waits
 from testbed.kube.view import read_view
 from testbed.model.topology import PodSpec
 from testbed.topology import load_topology
@@ -178,6 +178,9 @@ def up(
 def _apply_manifests(lab: str, parsed: manifests.ParsedManifests, say: Callable[[str], None]) -> list[object]:
     """The topology's manifests as `kubectl create -f` stores them, enforced, their pods serving."""
     with datastore(lab) as store:
+        # The cluster DNS first (up applied it with the lab): the manifests' programs look
+        # Service names up as soon as they start.
+        waits.wait_ready(store, [registry.BY_KIND["Deployment"].key(cluster_dns.NAMESPACE, cluster_dns.DEPLOYMENT)], 30.0)
         try:
             applied = manifests.apply(lab, store, parsed, say)
         except manifests.ManifestFileError as exc:

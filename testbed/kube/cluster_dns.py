@@ -41,7 +41,12 @@ def manifests() -> list[dict[str, Any]]:
                 "selector": {"matchLabels": LABELS},
                 "template": {
                     "metadata": {"labels": LABELS},
-                    "spec": {"containers": [{"name": "coredns", "image": IMAGE, "ports": ports}]},
+                    "spec": {"containers": [{
+                        "name": "coredns", "image": IMAGE, "ports": ports,
+                        # Ready once it answers on TCP 53 (it binds UDP 53 first): until then
+                        # it is out of kube-dns's endpoints, and `up` waits for it.
+                        "readinessProbe": {"tcpSocket": {"port": 53}, "periodSeconds": 1},
+                    }]},
                 },
             },
         },

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from testbed import addressing, naming
@@ -187,21 +187,34 @@ def _build(plan: LabPlan, lab_state: state.LabState, progress: Progress) -> None
         # The topology's pods are Pod objects bound to their hosts, with the addresses the
         # plan gave them (IPAM written alongside): each host's kubelet makes them.
         store.put_many(records.lab_records(plan, lab_state.created))
+        apply_addons(plan.lab, store)  # api.up waits for them before a topology's manifests
         progress("etcd", 1, 1)
         written = store.last_write_revision
         # BGP and the policy agents come up side by side: wait for both, slower one first.
         wait_bgp(plan, progress, store)
         policy_agents.wait_enforced(store, [h.name for h in plan.hosts], written, ENFORCE_TIMEOUT)
+        # The add-ons come up beside the pods; `up` waits for them only before a topology's
+        # manifests (whose programs may look names up at once: see api.up).
         wait_pods(plan, progress, store)
     lab_state.phase = "up"
     state.save(lab_state)
 
 
-def wait_pods(plan: LabPlan, progress: Progress, store: Datastore) -> None:
-    """Until every topology pod is Ready, as its kubelet reports it."""
+def apply_addons(lab: str, store: Datastore) -> list[str]:
+    """The cluster's add-ons, applied as any manifest is: the cluster DNS (kube-system's
+    coredns Deployment and the kube-dns Service). The keys to wait on."""
+    from testbed.kube import cluster_dns, objects  # noqa: PLC0415
+
+    changes = objects.store_objects(store, lab, objects.parse_objects(cluster_dns.manifests(), None), create_only=False)
+    return [c.key for c in changes if c.key]
+
+
+def wait_pods(plan: LabPlan, progress: Progress, store: Datastore, extra: Sequence[str] = ()) -> None:
+    """Until every topology pod (and every ``extra`` object: the add-ons) is Ready, as the
+    kubelets and controllers report it."""
     from testbed.kube import waits  # noqa: PLC0415
 
-    pending = [keys.pod(p.namespace, p.name) for p in plan.pods]
+    pending = [keys.pod(p.namespace, p.name) for p in plan.pods] + list(extra)
     total = len(pending)
     deadline = time.monotonic() + PODS_TIMEOUT_BASE + PODS_TIMEOUT_PER_POD * total
     progress("pods", 0, total)
