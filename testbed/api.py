@@ -6,9 +6,11 @@ labs exist, which PIDs they started and where their etcd socket is.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 from pathlib import Path
 from dataclasses import asdict, dataclass, field, replace
 
@@ -19,7 +21,7 @@ from testbed.datastore.base import DatastoreError
 from testbed.datastore.etcd import EtcdDatastore
 from testbed.netns import namespaces, processes, sandbox, security
 from testbed.netns.links import PROTO_BIRD, NetnsLinks
-from testbed.runtime import build, manifests, pods, policy_agents, speakers, state
+from testbed.runtime import build, manifests, policy_agents, speakers, state
 from testbed.runtime.plan import LabPlan, neighbour_entries, plan_lab
 from testbed.runtime.teardown import TeardownReport, teardown
 from testbed.kube import cluster_dns, registry, waits
@@ -428,20 +430,77 @@ def bgp_status(lab: str, host: str | None = None) -> list[BgpStatus]:
     return result
 
 
+POD_READY_TIMEOUT = 30.0
+
+
+def pod_manifest(spec: PodSpec) -> dict[str, Any]:
+    """The Pod object `testbed pod add` writes for ``spec`` (pure): its host, if pinned, as
+    ``spec.nodeName``; a pinned address as Calico's ``cni.projectcalico.org/ipAddrs``."""
+    container: dict[str, Any] = {"name": records.container_name(spec.image), "image": spec.image}
+    if spec.command:
+        container["command"] = list(spec.command)
+    if spec.ports:
+        container["ports"] = [
+            {**({"name": p.name} if p.name else {}), "containerPort": p.port, "protocol": p.protocol} for p in spec.ports
+        ]
+    metadata: dict[str, Any] = {"name": spec.name, "namespace": spec.namespace, "labels": spec.label_dict}
+    if spec.ip is not None:
+        metadata["annotations"] = {records.ANNOTATION_IP_ADDRS: json.dumps([spec.ip])}
+    pod_spec: dict[str, Any] = {"containers": [container]}
+    if spec.host is not None:
+        pod_spec["nodeName"] = spec.host
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}
+
+
 def add_pod(lab: str, spec: PodSpec) -> PodStatus:
-    """Create a pod in a running lab (its address from the lab's IPAM, announced over BGP)."""
+    """Create a pod in a running lab, as any client does: the Pod object (its namespace too,
+    if missing), then wait until its kubelet reports it Ready and every host enforces it."""
+    from testbed.kube import objects  # noqa: PLC0415
+    from testbed.kube.errors import ManifestError  # noqa: PLC0415
+
     with datastore(lab) as store:
-        pod = pods.add_pod(lab, spec, store)
-        policy_agents.wait_enforced_everywhere(store, store.last_write_revision)
-    return PodStatus(pod.namespace, pod.name, str(pod.ip), pod.host, pod.interface, pod.netns)
+        if spec.host is not None and store.get(keys.node(spec.host)) is None:
+            hosts = ", ".join(keys.name_of(k) for k in store.list(keys.NODES))
+            raise LabError(f"pod {spec.key}: host {spec.host!r} is not in the lab (hosts: {hosts})")
+        docs = [pod_manifest(spec)]
+        if store.get(keys.k8s_namespace(spec.namespace)) is None:
+            docs.insert(0, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": spec.namespace}})
+        try:
+            objects.store_objects(store, lab, objects.parse_objects(docs, spec.namespace), create_only=True)
+        except ManifestError as exc:
+            raise LabError(f"pod {spec.key}: {exc.lines[0]}") from None
+        key = keys.pod(spec.namespace, spec.name)
+        try:
+            waits.wait_ready(store, [key], POD_READY_TIMEOUT)
+        except TimeoutError as exc:
+            raise LabError(f"pod {spec.key}: {exc} (see: testbed kubectl get pod -n {spec.namespace} {spec.name})") from None
+        policy_agents.wait_enforced_everywhere(store)
+        value = store.get(key) or {}
+    ip = str(value.get("status", {}).get("podIP", ""))
+    host = str(value.get("spec", {}).get("nodeName", ""))
+    return PodStatus(
+        spec.namespace, spec.name, ip, host, naming.workload_interface(spec.namespace, spec.name),
+        naming.pod_netns(lab, spec.namespace, spec.name),
+    )
 
 
 def delete_pod(lab: str, target: str) -> None:
+    """Delete a pod as `kubectl delete pod` does (its kubelet stops it), and wait until gone."""
+    from testbed.kube import removal  # noqa: PLC0415
+    from testbed.kube.errors import ManifestError  # noqa: PLC0415
+
     namespace, sep, name = target.partition("/")
     if not sep or not namespace or not name:
         raise LabError(f"pod {target!r}: expected NAMESPACE/POD")
     with datastore(lab) as store:
-        pods.delete_pod(lab, namespace, name, store)
+        try:
+            deleted = removal.request_deletion(store, [("pods", namespace, name)])
+        except ManifestError:
+            raise LabError(f"pod {namespace}/{name} not found in lab {lab!r}") from None
+        try:
+            waits.wait_gone(store, deleted.pending, POD_READY_TIMEOUT + 30.0)
+        except TimeoutError as exc:
+            raise LabError(f"pod {target}: {exc}") from None
 
 
 def start_speaker(lab: str, host: str) -> int:

@@ -1,6 +1,6 @@
 """Calico's CNI plugin for one pod: IPAM, the pod's netns and veth (ADD), and back (DEL).
 
-Used by each host's kubelet and by the CLI's pods (``testbed/runtime/pods.py``).
+Used by each host's kubelet (the one way a pod is made) and by `testbed migrate`.
 
 IPAM is Calico's: an address from the host's affine blocks in order, a new block claimed
 (its affinity written) when they are full, or the address a pod asks for (annotation

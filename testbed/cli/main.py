@@ -19,7 +19,7 @@ from testbed.cli import output
 from testbed.matrix import render as render_matrix
 from testbed.datastore.base import DatastoreError
 from testbed.runtime.etcd_server import EtcdStartError
-from testbed.runtime.pods import PodError
+from testbed.runtime.migrate import PodError
 from testbed.runtime.state import LabExists
 from testbed.topology import TopologyError, builtin_topologies, pod_spec_from_dict
 

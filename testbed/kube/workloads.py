@@ -2,8 +2,8 @@
 
 Pure: manifests are decoded and validated (kubectl-like lines, every problem at once),
 turned into a ``Workload`` (replicas, selector, one pod template) and back into the stored
-object. The controller (``testbed.kube.controller``) compares workloads with the pods in
-etcd and creates or deletes pods; the names it gives them are Kubernetes' shapes:
+object. The controllers (``testbed.controllers``) compare workloads with the pods in
+etcd and create or delete pods; the names they give them are Kubernetes' shapes:
 ``<deployment>-<template hash>-<5 chars>``, ``<rs or rc>-<5 chars>``.
 """
 
@@ -222,67 +222,9 @@ def template_hash(template: Mapping[str, Any]) -> str:
     return "".join(chars)
 
 
-def replica_set_of(deployment: Workload) -> Workload:
-    """The ReplicaSet a Deployment owns for its current template (with the hash label)."""
-    digest = template_hash(deployment.manifest.get("spec", {}).get("template", {}))
-    labels = tuple(sorted({**deployment.template.label_dict, TEMPLATE_HASH_LABEL: digest}.items()))
-    template = PodTemplate(labels, deployment.template.image, deployment.template.command, deployment.template.ports)
-    name = f"{deployment.name}-{digest}"
-    selector = tuple(sorted({**dict(deployment.selector), TEMPLATE_HASH_LABEL: digest}.items()))
-    manifest = {
-        "apiVersion": "apps/v1",
-        "kind": "ReplicaSet",
-        "metadata": {
-            "name": name,
-            "namespace": deployment.namespace,
-            "labels": dict(labels),
-            "ownerReferences": [owner_reference(deployment)],
-        },
-        "spec": {
-            "replicas": deployment.replicas,
-            "selector": {"matchLabels": dict(selector)},
-            "template": deployment.manifest.get("spec", {}).get("template", {}),
-        },
-    }
-    manifest["spec"]["template"] = json.loads(json.dumps(manifest["spec"]["template"]))
-    manifest["spec"]["template"].setdefault("metadata", {})["labels"] = dict(labels)
-    return Workload("ReplicaSet", deployment.namespace, name, deployment.replicas, selector, template, manifest)
-
-
-def owner_reference(owner: Workload) -> dict[str, Any]:
-    return {
-        "apiVersion": owner.manifest.get("apiVersion", "v1"),
-        "kind": owner.kind,
-        "name": owner.name,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
-def owner_of(pod_value: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(kind, name) of the controller that owns a stored object, or None for a bare one."""
-    for ref in pod_value.get("metadata", {}).get("ownerReferences") or ():
-        if ref.get("controller"):
-            return str(ref.get("kind")), str(ref.get("name"))
-    return None
-
-
 def pod_name(owner: str, taken: Sequence[str], rng: random.Random) -> str:
     """``<owner>-<5 chars>``, unused among ``taken``."""
     while True:
         name = f"{owner}-{''.join(rng.choice(NAME_ALPHABET) for _ in range(5))}"
         if name not in taken:
             return name
-
-
-@dataclass(frozen=True)
-class ReplicaPlan:
-    create: int
-    delete: tuple[str, ...]
-
-
-def plan_replicas(replicas: int, owned: Sequence[str]) -> ReplicaPlan:
-    """How many pods to add, or which to remove (the newest names last, removed first)."""
-    if len(owned) >= replicas:
-        return ReplicaPlan(0, tuple(sorted(owned)[replicas:]))
-    return ReplicaPlan(replicas - len(owned), ())

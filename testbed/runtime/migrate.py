@@ -35,7 +35,11 @@ from testbed.netns import namespaces
 from testbed.netns.links import NetnsLinks, Route
 from testbed.netns.workload import plug_workload
 from testbed.runtime import policy_agents
-from testbed.runtime.pods import PodError, ipam_lock
+from agents.kubelet.cni import ipam_lock
+
+
+class PodError(RuntimeError):
+    """A migration that cannot be made: no such pod or host, already there. One line."""
 
 ROUTE_TIMEOUT = 10.0  # seconds for every host to route the address to its new home
 
