@@ -288,6 +288,7 @@ def status(lab: str) -> LabStatus:
         (
             PodStatus(e.namespace, e.pod, str(e.ip), e.node, e.interface, naming.pod_netns(lab, e.namespace, e.pod))
             for e in endpoints
+            if e.namespace not in SYSTEM_NAMESPACES  # the add-ons' pods: `kubectl get pods -A` shows them
         ),
         key=lambda p: (p.host, p.namespace, p.name),
     )

@@ -21,7 +21,8 @@ from tests.integration.labs import running_lab, testbed
 pytestmark = pytest.mark.root
 
 # Keys the agents rewrite on their own (each sync, each BGP event): not the command's writes.
-AGENT_STATUS = (keys.FELIX_STATUS, keys.BGP_STATUS)
+# What the lab itself keeps writing: agents' status, kubelets' heartbeats, the controllers' note.
+AGENT_STATUS = (keys.FELIX_STATUS, keys.BGP_STATUS, keys.LEASES, keys.K8S_NODES, keys.CONTROLLER_MANAGER)
 
 
 def policy(name: str, namespace: str, selector: str = "{}") -> str:
