@@ -109,6 +109,7 @@ class DaemonSetController:
         except keys.KeyFormatError:
             return True, None
         if uid is None:
+            obj.stamp_server_fields(store, key, current, now)
             return True, None
         nodes = {keys.name_of(k): v.value for k, v in store.list_versioned(keys.K8S_NODES)[0].items()}
         admitted = {h for h, n in nodes.items() if admits(ds, n)}

@@ -110,7 +110,10 @@ class DeploymentController:
             namespace, name = keys.split_namespaced(key, keys.DEPLOYMENTS)
         except keys.KeyFormatError:
             return True, None
-        if uid is None or obj.is_terminating(d):
+        if uid is None:
+            obj.stamp_server_fields(store, key, current, now)
+            return True, None
+        if obj.is_terminating(d):
             return True, None
         where = f"deployment {namespace}/{name}"
         listed, _ = store.list_versioned(f"{keys.REPLICASETS}{namespace}/")

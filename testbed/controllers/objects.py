@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from testbed.datastore import records
-from testbed.datastore.base import Value, Versioned
+from testbed.datastore.base import Datastore, Value, Versioned, put_if
 from testbed.kube import workloads
 
 DEFAULT_GRACE_SECONDS = 30  # Pod spec.terminationGracePeriodSeconds default
@@ -282,3 +282,16 @@ def with_status(obj: Mapping[str, Any], new_status: Mapping[str, Any]) -> Value:
     value = copy.deepcopy(dict(obj))
     value["status"] = dict(new_status)
     return value
+
+
+def stamp_server_fields(store: Datastore, key: str, current: Versioned, now: float) -> bool:
+    """An object written into etcd by something other than the CLI (etcdctl, a test's
+    store) has none of the fields the API server sets: give it a uid, creationTimestamp
+    and generation, as the server would have on create, with a conditional write (the
+    write wakes its controller again). False if another writer got there first."""
+    value = copy.deepcopy(dict(current.value))
+    meta = value.setdefault("metadata", {})
+    meta.setdefault("uid", str(uuid.uuid4()))
+    meta.setdefault("creationTimestamp", records.timestamp(now))
+    meta.setdefault("generation", 1)
+    return put_if(store, key, value, current.revision)

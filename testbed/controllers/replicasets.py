@@ -138,7 +138,8 @@ class ReplicaController:
         except keys.KeyFormatError:
             return True, None  # not an object of ours (a stray key under the prefix)
         if uid is None:
-            LOG.warning("%s %s/%s has no metadata.uid: cannot own pods", self.name, namespace, owner_name)
+            LOG.info("%s %s/%s has no metadata.uid (written past the CLI): giving it one", self.name, namespace, owner_name)
+            obj.stamp_server_fields(store, key, current, now)
             return True, None
         pods, _ = store.list_versioned(keys.pods_in(namespace))
         owned = {k: v for k, v in pods.items() if obj.owned_by(v.value, uid)}

@@ -87,8 +87,10 @@ def test_etcd_holds_the_endpoints(two_hosts: str) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     keys = [line for line in proc.stdout.splitlines() if line]
-    assert len(keys) == 4
-    assert all(k.startswith("/calico/resources/v3/projectcalico.org/workloadendpoints/demo/") for k in keys)
+    demo = [k for k in keys if k.startswith("/calico/resources/v3/projectcalico.org/workloadendpoints/demo/")]
+    system = [k for k in keys if k.startswith("/calico/resources/v3/projectcalico.org/workloadendpoints/kube-system/")]
+    assert len(demo) == 4 and len(system) == 1  # the topology's pods and the cluster DNS add-on's
+    assert len(keys) == 5
 
 
 def test_exec_passes_stdin_stdout_and_exit_code(two_hosts: str) -> None:
@@ -245,4 +247,4 @@ def test_a_second_up_of_the_same_lab_is_refused_and_harmless(two_hosts: str) -> 
     assert f"lab '{two_hosts}' is already up" in proc.stderr
     status = status_json(two_hosts)
     assert status["etcd"]["healthy"] is True and len(status["pods"]) == 4
-    assert len(lab_netns(two_hosts)) == 7
+    assert len(lab_netns(two_hosts)) == 8  # fabric, 2 hosts, 4 pods, the cluster DNS add-on's pod
