@@ -187,6 +187,12 @@ def _apply_manifests(lab: str, parsed: manifests.ParsedManifests, say: Callable[
             applied = manifests.apply(lab, store, parsed, say)
         except manifests.ManifestFileError as exc:
             raise LabError(str(exc)) from None
+        # Their workloads made real by the controllers and kubelets, then their programs serving.
+        workloads = [registry.BY_KIND[o.kind].key(o.namespace, o.name) for o in applied if type(o).__name__ == "Workload"]
+        try:
+            waits.wait_ready(store, workloads, MANIFEST_READY_TIMEOUT)
+        except TimeoutError as exc:
+            raise LabError(f"the topology's manifests: {exc}") from None
         policy_agents.wait_enforced_everywhere(store)
         manifests.wait_serving(lab, store, manifests.workload_namespaces(applied))
     return applied
@@ -432,6 +438,7 @@ def bgp_status(lab: str, host: str | None = None) -> list[BgpStatus]:
 
 
 POD_READY_TIMEOUT = 30.0
+MANIFEST_READY_TIMEOUT = 60.0
 
 
 def pod_manifest(spec: PodSpec) -> dict[str, Any]:

@@ -94,16 +94,16 @@ class Lab:
 
     def delete(self, kind: str, *names: str, namespace: str = "default") -> list[str]:
         """`kubectl delete KIND NAME... -n NS` (no names: `--all`), once enforced."""
-        from testbed.kube import edits, removal
+        from testbed.kube import edits, removal, waits
 
         plural = edits.resource(kind)
         scope = namespace if edits.is_namespaced(plural) else None
         with api.datastore(self.name) as store:
             chosen = names or tuple(v["metadata"]["name"] for v in edits.get(store, plural, scope))
-            changes = removal.delete(self.name, store, [(plural, scope, n) for n in chosen])
-            if changes:
-                _enforced(store)
-        return [c.line() for c in changes]
+            deleted = removal.request_deletion(store, [(plural, scope, n) for n in chosen])
+            if deleted.changes:
+                waits.settle(store, gone=deleted.pending)
+        return [c.line() for c in deleted.changes]
 
     def reachable(self, src: str, dst: str, port: int, protocol: str = "tcp") -> bool:
         """A real connection (TCP handshake, UDP answer) from ``src`` to ``dst``: pods as
@@ -133,14 +133,8 @@ class Lab:
         return run.trace(self.name, src, dst, protocol, only_what_if=what_if)
 
 
-def _enforced(store: object) -> None:
-    from testbed.runtime.policy_agents import wait_enforced_everywhere
-
-    wait_enforced_everywhere(store)  # type: ignore[arg-type]
-
-
 def _store(lab: str, manifest: str | Path | Sequence[str | Path], namespace: str | None, create_only: bool) -> list[str]:
-    from testbed.kube import objects
+    from testbed.kube import objects, waits
 
     documents = manifest_documents(manifest, "create" if create_only else "apply")
     parsed = objects.parse_documents(documents, namespace or "default", enforce_namespace=namespace is not None)
@@ -148,7 +142,7 @@ def _store(lab: str, manifest: str | Path | Sequence[str | Path], namespace: str
         changes = objects.store_objects(
             store, lab, parsed, create_only=create_only, sources=[d.source for d in documents]
         )
-        _enforced(store)
+        waits.settle(store, [c.key for c in changes])
     return [c.line() for c in changes]
 
 

@@ -40,27 +40,16 @@ wait_option = click.option(
 )
 
 
-READY_TIMEOUT = 60.0  # seconds for the pods of what was written to be Ready
-GONE_TIMEOUT = 60.0  # seconds for what was deleted to be gone (pods: their grace period too)
-
-
 def _enforced(store: Any, wait: str, changes: Sequence[objects.Change] = (), gone: Sequence[str] = ()) -> None:
-    """Block (bounded) until every host's agent has enforced what was just written, the
-    workloads and pods written are Ready (their controllers and kubelets say so in their
-    status), and what was deleted is gone, as `kubectl wait` would."""
+    """Block (bounded) until what was deleted is gone, the workloads and pods written are
+    Ready (their controllers and kubelets say so in their status), and every host's agent
+    enforces it all, as `kubectl wait` would."""
     if wait != "true":
         return
     from testbed.kube import waits
-    from testbed.runtime.policy_agents import wait_enforced_everywhere
 
     try:
-        if gone:
-            waits.wait_gone(store, gone, GONE_TIMEOUT)
-        ready = [c.key for c in changes if c.key]
-        if ready:
-            waits.wait_ready(store, ready, READY_TIMEOUT)
-        if store.last_write_revision:
-            wait_enforced_everywhere(store)
+        waits.settle(store, [c.key for c in changes], gone)
     except TimeoutError as exc:
         _fail(RuntimeError(f"{exc} (it goes on in the background; see: kubectl get pods)"))
 

@@ -102,3 +102,22 @@ def wait_ready(store: Datastore, keys: Sequence[str], timeout: float) -> float:
 
 def wait_gone(store: Datastore, keys: Sequence[str], timeout: float) -> float:
     return wait_for(store, keys, lambda v: v is None, timeout, what="deleted")
+
+
+READY_TIMEOUT = 60.0  # seconds for the pods of what was written to be Ready
+GONE_TIMEOUT = 60.0  # seconds for what was deleted to be gone (pods: their grace period too)
+
+
+def settle(store: Datastore, ready: Sequence[str | None] = (), gone: Sequence[str] = ()) -> None:
+    """What a client that wrote objects waits for (bounded): what it deleted gone, what it
+    wrote Ready (for kinds with a notion of it), then every host's policy agent enforcing
+    it. TimeoutError naming what is late; the control plane goes on regardless."""
+    from testbed.runtime.policy_agents import wait_enforced_everywhere  # noqa: PLC0415
+
+    if gone:
+        wait_gone(store, gone, GONE_TIMEOUT)
+    keys = [k for k in ready if k]
+    if keys:
+        wait_ready(store, keys, READY_TIMEOUT)
+    if store.last_write_revision:
+        wait_enforced_everywhere(store)
