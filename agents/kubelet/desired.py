@@ -7,6 +7,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 
+from agents.kubelet import handoff
 from agents.kubelet.local import LocalPod
 from agents.kubelet.podspec import PodView
 from testbed.datastore import keys
@@ -19,15 +20,24 @@ class Action(enum.Enum):
     TERMINATE = "terminate"  # ours, deletionTimestamp set: stop containers, CNI DEL, delete the Pod
     DELETE = "delete"  # bound here with a deletionTimestamp, nothing of it here: delete the Pod
     TEARDOWN = "teardown"  # ours, but its Pod is gone (or was replaced, or moved): stop, CNI DEL
+    HANDOFF = "handoff"  # ours, `testbed migrate` moves it away: record a handoff, forget it, stop nothing
+    ADOPT = "adopt"  # bound here, handed off by a node (migrate): hold its running containers
 
 
 def decide(host: str, pod: PodView | None, local: LocalPod | None) -> Action:
     """What to do with one pod key, from its stored Pod (None: no key) and what the
-    kubelet holds for it (None: nothing)."""
+    kubelet holds for it (None: nothing). A pod being moved (``handoff``) is let go, never
+    torn down, by the node it leaves, and adopted, never made again, by the one it joins."""
+    if local is not None and pod is not None and handoff.handing_off(host, pod, local):
+        return Action.HANDOFF
     if local is not None and (local.orphan or pod is None or pod.node != host or pod.uid != local.uid):
         return Action.TEARDOWN
     if pod is None or pod.node != host:
         return Action.IGNORE
+    if local is None and handoff.moving_to(pod, host) is not None:
+        return Action.IGNORE  # handed off already, the move under way: the Pod is nobody's for now
+    if local is None and handoff.adoptable(host, pod):
+        return Action.ADOPT
     if local is None:
         if pod.deleting:
             return Action.IGNORE if pod.networked_elsewhere else Action.DELETE

@@ -25,7 +25,7 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, Protocol
 
-from agents.kubelet import desired, lifecycle, local as localfile
+from agents.kubelet import desired, handoff, lifecycle, local as localfile
 from agents.kubelet.cni import CniError, Networked, endpoint_record
 from agents.kubelet.containers import Runtime
 from agents.kubelet.desired import Action
@@ -163,12 +163,17 @@ class Kubelet:
                 self._save()  # before the CNI ADD: a restart half-way finds the pod ours
                 LOG.info("%s is bound here: taking it on", pod.ref)
                 action = Action.SYNC
+            elif action is Action.ADOPT and pod is not None:
+                self._adopt(key, pod, now)
+                action = Action.SYNC if key in self.local else Action.IGNORE
             if action is Action.SYNC and pod is not None:
                 self._sync(key, pod, now, statuses)
             elif action in (Action.TERMINATE, Action.TEARDOWN):
                 self._terminate(key, pod, now, delete_object=action is Action.TERMINATE)
             elif action is Action.DELETE:
                 self._delete_object(key)
+            elif action is Action.HANDOFF and pod is not None:
+                self._hand_off(key, pod)
         self.pods.write_statuses(statuses)
         self._save()
         self._forget_gone()
@@ -257,6 +262,8 @@ class Kubelet:
 
     # --- one pod ----------------------------------------------------------------------------
     def _sync(self, key: str, pod: PodView, now: float, statuses: Statuses) -> None:
+        if handoff.of(pod) is not None:
+            self._settle_handoff(key)
         if not self.local[key].networked:
             self._network(key, pod, now)
             return
@@ -346,6 +353,55 @@ class Kubelet:
                 self.local[key] = dataclasses.replace(held, enforced=True)
                 if down:
                     LOG.warning("pod %s/%s: not waiting for hosts that are down: %s", held.namespace, held.name, ", ".join(down))
+
+    # --- migration (see agents.kubelet.handoff) -------------------------------------------------
+    def _hand_off(self, key: str, pod: PodView) -> None:
+        """Let the pod go to the node migrate names, stopping nothing: the handoff written
+        on the Pod (conditional on its revision; unless the Pod shows it already), then the
+        pod forgotten here (state, file, processes' watch, probes)."""
+        held = self.local[key]
+        given = handoff.of(pod)
+        if given is None or given.source != self.host:
+            entry = self.pods.exact(key)
+            target = handoff.moving_to(pod, self.host)
+            if entry is None or target is None:
+                return
+            value = handoff.annotated(entry.value, {handoff.HANDOFF: handoff.encode(self.host, target, held)})
+            if not self.store.commit({key: value}, expect={key: entry.revision}):
+                self.pods.refetch(key)
+                return  # changed under us: decided again next pass
+            self.pods.wrote(key, value, self.store.last_write_revision)
+            LOG.info("%s handed off to node %s (its containers keep running)", pod.ref, target)
+        self.local.pop(key, None)
+        self._save()  # at once: a restart must not find it ours (it would be torn down)
+        self.containers.forget(key)
+        self._status_inputs.pop(key, None)
+        self._retry.pop(key, None)
+
+    def _adopt(self, key: str, pod: PodView, now: float) -> None:
+        """Hold a pod another node handed off (or this one, when migrate gave up): its
+        running containers watched, never started again; the file saved before the handoff
+        is removed from the Pod (by ``_settle_handoff``)."""
+        entry = self.pods.get(key)
+        given = handoff.of(pod)
+        if entry is None or given is None:
+            return
+        self.local[key] = handoff.adopted(given, entry.revision)
+        self._save()
+        self.containers.adopt(self.local[key], now)
+        alive = sum(lifecycle.alive(c) for c in self.local[key].containers)
+        LOG.info("%s adopted from node %s: %d running containers", pod.ref, given.source, alive)
+
+    def _settle_handoff(self, key: str) -> None:
+        """The handoff annotation removed once the pod is held here (conditional write)."""
+        entry = self.pods.exact(key)
+        if entry is None or handoff.annotation_of(entry.value, handoff.HANDOFF) is None:
+            return
+        value = handoff.annotated(entry.value, {handoff.HANDOFF: None})
+        if self.store.commit({key: value}, expect={key: entry.revision}):
+            self.pods.wrote(key, value, self.store.last_write_revision)
+        else:
+            self.pods.refetch(key)  # again next pass
 
     # --- deletion -----------------------------------------------------------------------------
     def _terminate(self, key: str, pod: PodView | None, now: float, delete_object: bool) -> None:

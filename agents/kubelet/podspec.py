@@ -89,6 +89,9 @@ class PodView:
     def ref(self) -> str:
         return f"pod {self.namespace}/{self.name}"
 
+    def annotation(self, name: str) -> str | None:
+        return next((v for k, v in self.annotations if k == name), None)
+
     @property
     def termination_grace(self) -> int:
         return self.deletion_grace if self.deletion_grace is not None else self.grace_seconds

@@ -460,8 +460,9 @@ def migrate(lab: str | None, fmt: str, target: str, host: str) -> None:
     """Move pod TARGET (NAMESPACE/NAME) to HOST, keeping its IP and its running programs.
 
     The pod's netns stays; its veth is re-plugged on HOST, which announces the address as
-    a borrowed /32 (the block stays with its host). Returns once every host routes the
-    address to HOST and every Felix enforces the move.
+    a borrowed /32 (the block stays with its host). The pod's kubelet hands it over to
+    HOST's kubelet, which adopts its running programs. Returns once every host routes the
+    address to HOST, every Felix enforces the move and HOST's kubelet holds the pod.
 
     \b
     Example:
