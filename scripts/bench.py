@@ -37,6 +37,7 @@ from rich.table import Table
 if str(Path(__file__).resolve().parent) not in sys.path:  # bench_bgp.py, next to this file
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_bgp  # noqa: E402
+import bench_control  # noqa: E402
 import bench_policy  # noqa: E402
 import bench_trace  # noqa: E402
 
@@ -223,13 +224,13 @@ for _name, _fn in (("route-latency", bench_bgp.route_latency), ("bgp-scale", ben
                    ("bgp-quick", bench_bgp.bgp_quick)):  # fmt: skip
     case(_name)(partial(_fn, sys.modules[__name__]))
 for _name, _fn in (("policy", bench_policy.policy), ("policy-quick", bench_policy.policy_quick),
-                   ("trace", bench_trace.trace)):  # fmt: skip
+                   ("trace", bench_trace.trace), ("control", bench_control.control)):  # fmt: skip
     case(_name)(partial(_fn, sys.modules[__name__]))
 
 
 def case_labs(name: str) -> list[str]:
     """The labs a case builds."""
-    return bench_bgp.lab_names(name) or bench_policy.lab_names(name) or [PREFIX + name]
+    return bench_bgp.lab_names(name) or bench_policy.lab_names(name) or [PREFIX + name]  # control: bench-control
 
 
 def ip(*args: str) -> float:
@@ -342,11 +343,15 @@ def build_report(machine: dict[str, Any], base: dict[str, Any], results: dict[st
     runs = {name: r for name, r in results.items() if isinstance(r, list)}
     policy = {name: r for name, r in results.items() if isinstance(r, dict) and "policy" in r}
     traces = {name: r for name, r in results.items() if isinstance(r, dict) and "trace" in r}
-    bgp = {name: r for name, r in results.items() if not isinstance(r, list) and name not in policy and name not in traces}
+    control = {name: r for name, r in results.items() if isinstance(r, dict) and "control" in r}
+    bgp = {name: r for name, r in results.items()
+           if not isinstance(r, list) and name not in policy and name not in traces and name not in control}
     cases = [summarize(name, r, base["netns_add_s"]) for name, r in runs.items()]
     lin = linearity(cases)
     report = {"machine": machine, "baseline": base, "cases": cases, "linearity": lin,
-              "targets": targets(cases, lin) if cases or not (bgp or policy or traces) else []}
+              "targets": targets(cases, lin) if cases or not (bgp or policy or traces or control) else []}
+    if control:
+        report["control"] = bench_control.control_section(control)
     if bgp:
         report["bgp"] = bench_bgp.bgp_section(bgp, base["netns_add_s"])
         report["targets"] += bench_bgp.bgp_targets(report["bgp"], target)
@@ -406,8 +411,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"(median of {b['namespaces']}); veth pair {1000 * b['veth_s']:.1f} ms (median of {b['veth_pairs']})",
     ]
     extra = (bench_bgp.summary_lines(report["bgp"]) if "bgp" in report else []) + (
-        bench_policy.summary_lines(report["policy"]) if "policy" in report else [])
-    if ("bgp" in report or "policy" in report or "trace" in report) and not report["cases"]:  # no up/down figures to discuss
+        bench_policy.summary_lines(report["policy"]) if "policy" in report else []) + (
+        bench_control.render_lines(report["control"]) if "control" in report else [])
+    if ("bgp" in report or "policy" in report or "trace" in report or "control" in report) and not report["cases"]:  # no up/down figures to discuss
         return head + extra + [verdict(t) for t in report["targets"]]
     return head + [
         f"linearity: {fmt(lin['ms_per_pod_100'], '.1f')} ms/pod at 100, {fmt(lin['ms_per_pod_500'], '.1f')} at 500, "
@@ -420,7 +426,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
 
 def render(report: dict[str, Any]) -> list[Table]:
     """The tables of the report: up/down when such cases ran, then the BGP and policy ones."""
-    tables = [render_table(report)] if report["cases"] or not ("bgp" in report or "policy" in report or "trace" in report) else []
+    others = ("bgp", "policy", "trace", "control")
+    tables = [render_table(report)] if report["cases"] or not any(k in report for k in others) else []
     if "bgp" in report and report["bgp"]["route_latency"]:
         tables.append(bench_bgp.render_latency_table(report["bgp"]))
     if "bgp" in report and report["bgp"]["scale"]:

@@ -43,7 +43,7 @@ def fake_results(at_500: float = 26.0) -> dict[str, list]:
 
 def test_the_registry_holds_the_issue_cases_in_order() -> None:
     assert list(bench.CASES) == ["two-hosts", "stars", "pods-10", "pods-100", "pods-500", "route-latency", "bgp-scale", "bgp-quick",
-                                 "policy", "policy-quick", "trace"]
+                                 "policy", "policy-quick", "trace", "control"]
     assert all(callable(fn) for fn in bench.CASES.values())
 
 
@@ -148,7 +148,7 @@ def test_missing_figures_render_as_dashes() -> None:
 @pytest.mark.parametrize(
     ("argv", "cases", "repeat"),
     [
-        ([], ["two-hosts", "stars", "pods-10", "pods-100", "pods-500", "route-latency", "bgp-scale", "policy", "trace"], 3),
+        ([], ["two-hosts", "stars", "pods-10", "pods-100", "pods-500", "route-latency", "bgp-scale", "policy", "trace", "control"], 3),
         (["--quick"], ["two-hosts", "pods-10", "bgp-quick", "policy-quick"], 1),
         (["--cases", "pods-100,two-hosts", "--repeat", "1"], ["pods-100", "two-hosts"], 1),
     ],
