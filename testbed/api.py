@@ -253,7 +253,7 @@ def datastore(lab: str) -> EtcdDatastore:
     return EtcdDatastore.over_unix_socket(build.etcd_socket(lab))
 
 
-def status(lab: str) -> LabStatus:
+def status(lab: str, *, add_ons: bool = False) -> LabStatus:
     recorded = state.load(lab)
     if recorded is None:
         raise LabError(f"no lab named {lab!r} is up")
@@ -294,7 +294,7 @@ def status(lab: str) -> LabStatus:
         (
             PodStatus(e.namespace, e.pod, str(e.ip), e.node, e.interface, naming.pod_netns(lab, e.namespace, e.pod))
             for e in endpoints
-            if e.namespace not in SYSTEM_NAMESPACES  # the add-ons' pods: `kubectl get pods -A` shows them
+            if add_ons or e.namespace not in SYSTEM_NAMESPACES  # the add-ons' pods: `kubectl get pods -A` shows them
         ),
         key=lambda p: (p.host, p.namespace, p.name),
     )
@@ -546,7 +546,7 @@ def matrix(
     lab: str, port: int, protocol: str = "tcp", namespaces: Sequence[str] = (), all_namespaces: bool = False
 ) -> reach.Matrix:
     """Measure which pods reach which on port/protocol (see ``matrix_pods`` for which pods)."""
-    chosen = matrix_pods(status(lab).pods, namespaces, all_namespaces)
+    chosen = matrix_pods(status(lab, add_ons=True).pods, namespaces, all_namespaces)
     if not chosen:
         where = f" in namespaces {', '.join(namespaces)}" if namespaces else ""
         hint = "" if namespaces or all_namespaces else f" ({', '.join(SYSTEM_NAMESPACES)} only with -n or -A)"

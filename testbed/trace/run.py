@@ -51,7 +51,7 @@ def read_facts(lab: str) -> LabFacts:
     from testbed.kube.errors import ManifestError
     from testbed.kube.services import service_from_dict
 
-    current = api.status(lab)
+    current = api.status(lab, add_ons=True)
     pods = {f"{p.namespace}/{p.name}": Node("pod", f"{p.namespace}/{p.name}", p.ip, p.host, p.netns, p.interface)
             for p in current.pods}
     hosts = {h.name: Node("host", h.name, h.ip, h.name, h.netns) for h in current.hosts}
