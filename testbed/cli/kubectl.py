@@ -50,6 +50,8 @@ def _enforced(store: Any, wait: str, changes: Sequence[objects.Change] = (), gon
 
     try:
         waits.settle(store, [c.key for c in changes], gone)
+    except waits.Deleted as exc:
+        _fail(exc)
     except TimeoutError as exc:
         _fail(RuntimeError(f"{exc} (it goes on in the background; see: kubectl get pods)"))
 
@@ -105,10 +107,17 @@ def _store(
             changes = objects.store_objects(
                 store, lab, parsed, create_only=create_only, dry_run=strategy == "server", sources=names
             )
+            _say(changes, strategy)  # what was stored, as kubectl says it; then wait for it
             if strategy == "none":
                 _enforced(store, wait, changes)
+            return
+    _say(changes, strategy)
+
+
+def _say(changes: Sequence[objects.Change], strategy: str) -> None:
     for change in changes:
         click.echo(change.line() if strategy == "none" else change.dry_run_line(strategy))
+    sys.stdout.flush()
 
 
 @kubectl.command(cls=kubectl_flags.DryRunCommand)
@@ -496,13 +505,13 @@ def run(
         with api.datastore(lab) as store:
             parsed = objects.parse_objects([doc], ns)
             changes = objects.store_objects(store, lab, parsed, create_only=True)
+            if not interactive:
+                _say(changes, "none")
             _enforced(store, "true" if interactive else wait, changes)
     except (ManifestError, api.LabError) as exc:
         _fail(exc)
         return
     if not interactive:
-        for change in changes:
-            click.echo(change.line())
         return
     use_tty = tty and sys.stdin.isatty()
     if tty and not use_tty:

@@ -65,6 +65,8 @@ def stored(kind: str, manifest: Mapping[str, Any], current: Mapping[str, Any] | 
     for kept in ("deletionTimestamp", "deletionGracePeriodSeconds", "finalizers", "ownerReferences"):
         if kept in old and kept not in metadata:
             metadata[kept] = old[kept]
+    if old.get("annotations"):  # what controllers noted (a Deployment's revision) stays; the client's win
+        metadata["annotations"] = {**old["annotations"], **(metadata.get("annotations") or {})}
     if kind == "Pod" and current is not None and current.get("spec", {}).get("nodeName"):
         value["spec"]["nodeName"] = current["spec"]["nodeName"]  # a binding is not the client's to undo
     if current is not None and "status" in current:

@@ -95,9 +95,23 @@ def wait_for(
         time.sleep(POLL_SECONDS)
 
 
+class Deleted(TimeoutError):
+    """What was waited on was deleted meanwhile (by a namespace's deletion, another client)."""
+
+
 def wait_ready(store: Datastore, keys: Sequence[str], timeout: float) -> float:
-    """Until every object is ready (an object that is gone is not)."""
-    return wait_for(store, keys, lambda v: v is not None and is_ready(v), timeout)
+    """Until every object is ready; Deleted at once if one of them goes away."""
+
+    def done(value: Value | None) -> bool:
+        if value is None:
+            raise Deleted
+        return is_ready(value)
+
+    try:
+        return wait_for(store, keys, done, timeout)
+    except Deleted:
+        gone = [k for k in keys if store.get(k) is None]
+        raise Deleted(f"deleted while waiting for it to be ready: {', '.join(k.removeprefix('/registry/') for k in gone)}") from None
 
 
 def wait_gone(store: Datastore, keys: Sequence[str], timeout: float) -> float:

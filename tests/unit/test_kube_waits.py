@@ -39,3 +39,12 @@ def test_wait_returns_when_the_status_arrives_and_names_what_is_late() -> None:
     assert waits.wait_ready(store, ["/registry/pods/a/p"], timeout=5) >= 0.05
     with pytest.raises(TimeoutError, match="not deleted within 0.1 s: pods/a/p"):
         waits.wait_gone(store, ["/registry/pods/a/p"], timeout=0.1)
+
+
+
+def test_waiting_for_something_deleted_meanwhile_ends_at_once() -> None:
+    store = MemoryDatastore()
+    store.put("/registry/deployments/a/web", {"kind": "Deployment", "spec": {"replicas": 1}, "status": {}})
+    threading.Timer(0.1, lambda: store.delete("/registry/deployments/a/web")).start()
+    with pytest.raises(waits.Deleted, match="deleted while waiting for it to be ready: deployments/a/web"):
+        waits.wait_ready(store, ["/registry/deployments/a/web"], timeout=10)
