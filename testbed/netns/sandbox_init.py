@@ -1,16 +1,21 @@
-"""The setup half of a pod's pause process: run as a program, never imported by testbed.
+"""The setup half of a pod's pause process: stdlib only, run two ways.
 
-``ip netns exec POD-NETNS python -I -S sandbox_init.py PLAN-JSON`` (see
-``testbed.netns.sandbox``). Standard library only, and ``-I -S``: no site, no PYTHONPATH,
-so it starts in ~17 ms. What it does:
+- as a program: ``ip netns exec POD-NETNS python -I -S sandbox_init.py PLAN-JSON`` (the
+  ``exec`` method of ``testbed.netns.sandbox``; ``-I -S``: no site, no PYTHONPATH, ~17 ms);
+- forked (the ``fork`` method, the default): ``testbed.netns.sandbox`` forks its own
+  process and the child calls ``forked``, which first does what ``ip netns exec`` does
+  (``join_netns``, ``netns_mounts``). The child of a multi-threaded process: it only
+  makes syscalls, runs this module's code (already imported) and exits or execs.
+
+What it does:
 
 1. unshare the UTS, IPC, mount and PID namespaces; make every mount private;
 2. fork: the child is PID 1 of the new PID namespace. It carries out the plan's steps
    (a /proc for its PID namespace, the hostname, tmpfs and bind mounts, the read-only
    pass), tells the parent it is ready, then execs the pause (a shell that waits
    forever, reaps orphans, and exits on SIGTERM);
-3. the parent prints the child's PID (as the machine sees it) on stdout and exits 0, or,
-   if the child failed, relays its error on stderr and exits 1.
+3. the parent reports the child's PID (as the machine sees it), or, if the child failed,
+   its error: as a program on stdout / stderr (exit 0 / 1), forked on a pipe.
 
 The plan is data made by ``testbed.netns.sandbox.setup_plan``; this file only executes
 it, step by step, failing at the first error.
@@ -19,6 +24,7 @@ it, step by step, failing at the first error.
 from __future__ import annotations
 
 import ctypes
+import gc
 import json
 import os
 import sys
@@ -27,7 +33,12 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+ST_RDONLY = 1
+NETNS_RUN = "/run/netns"
+NETNS_ETC = "/etc/netns"
 MNT_DETACH = 2
+MAX_FD = 1 << 20
 FLAGS = {
     "ro": 1,  # MS_RDONLY
     "nosuid": 2,
@@ -38,6 +49,7 @@ FLAGS = {
     "move": 8192,
     "rec": 16384,
     "private": 1 << 18,
+    "slave": 1 << 19,
 }
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -136,6 +148,41 @@ def run_step(step: list) -> None:
         raise StepError(f"unknown step {kind!r}")
 
 
+def join_netns(netns: str) -> None:
+    """Enter the pod's netns (the first thing ``ip netns exec`` does)."""
+    fd = os.open(f"{NETNS_RUN}/{netns}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _check(_libc.setns(fd, CLONE_NEWNET), f"setns {netns}")
+    finally:
+        os.close(fd)
+
+
+def netns_mounts(netns: str) -> list[str]:
+    """What ``ip netns exec`` mounts once in the netns, in a mount namespace of its own: a
+    /sys of the netns, and /etc/netns/<netns>/<file> over /etc/<file> (resolv.conf,
+    hosts, hostname). Like it, a failed bind is only reported (returned), not fatal."""
+    flags: list[str] = []
+    if _libc.umount2(b"/sys", MNT_DETACH) != 0:  # no sysfs there: mount one; a read-only one stays read-only
+        try:
+            if os.statvfs("/sys").f_flag & ST_RDONLY:
+                flags = ["ro"]
+        except OSError:
+            pass
+    mount(netns, "/sys", "sysfs", flags, None)
+    warnings = []
+    folder = f"{NETNS_ETC}/{netns}"
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        names = []
+    for name in names:
+        try:
+            mount(f"{folder}/{name}", f"/etc/{name}", "none", ["bind"], None)
+        except StepError as exc:
+            warnings.append(f"Bind {folder}/{name} -> /etc/{name} failed: {exc}")
+    return warnings
+
+
 def child(plan: dict, ready: int) -> None:
     """PID 1 of the pod: set up, say so, become the pause."""
     devnull = os.open("/dev/null", os.O_RDWR)
@@ -148,13 +195,19 @@ def child(plan: dict, ready: int) -> None:
             os.write(ready, f"sandbox {plan['name']}: {exc}".encode())
             os._exit(1)
     os.write(ready, b"ok")
-    os.execv(plan["pause"][0], plan["pause"])
+    os.closerange(3, ready)  # the pause keeps only 0, 1, 2 (and ``ready`` closes on exec)
+    os.closerange(ready + 1, MAX_FD)
+    os.execve(plan["pause"][0], plan["pause"], plan["env"])
 
 
-def main() -> int:
-    plan = json.loads(sys.argv[1])
+def start(plan: dict, join: bool = False) -> tuple[int, list[str]]:
+    """Steps 1 and 2 (``join``: first what ``ip netns exec`` does): the pause's PID once it
+    is set up, and the warnings of ``netns_mounts``; StepError if it failed."""
+    if join:
+        join_netns(plan["netns"])
     _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID), "unshare")
     mount(None, "/", None, ["rec", "private"], None)
+    warnings = netns_mounts(plan["netns"]) if join else []
     read, write = os.pipe()  # not inherited across exec: it closes when the pause starts
     pid = os.fork()
     if pid == 0:
@@ -167,9 +220,39 @@ def main() -> int:
     answer = b""
     while chunk := os.read(read, 4096):
         answer += chunk
+    os.close(read)
     if answer != b"ok":
         os.waitpid(pid, 0)
-        print(answer.decode(errors="replace") or f"sandbox {plan['name']}: setup died", file=sys.stderr)
+        raise StepError(answer.decode(errors="replace") or f"sandbox {plan['name']}: setup died")
+    return pid, warnings
+
+
+def forked(plan: dict, out: int) -> None:
+    """The child of ``os.fork()`` in testbed's own process: ``start`` with ``join``, then
+    report on ``out`` ("warn ...", then "pid N" or "error ..." lines) and exit. Never returns."""
+    gc.disable()  # no finalizer of the parent's objects runs here
+    code, lines = 1, []
+    try:
+        os.setsid()
+        pid, warnings = start(plan, join=True)
+        lines = [f"warn {w}" for w in warnings] + [f"pid {pid}"]
+        code = 0
+    except StepError as exc:
+        lines = [f"error {exc}"]
+    except BaseException as exc:  # noqa: BLE001 - anything, but never back into the parent's code
+        lines = [f"error sandbox {plan.get('name')}: {exc}"]
+    try:
+        os.write(out, "".join(line.replace("\n", " ") + "\n" for line in lines).encode(errors="replace"))
+    finally:
+        os._exit(code)
+
+
+def main() -> int:
+    plan = json.loads(sys.argv[1])
+    try:
+        pid, _ = start(plan)
+    except StepError as exc:
+        print(exc, file=sys.stderr)
         return 1
     print(pid, flush=True)
     return 0

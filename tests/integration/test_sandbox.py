@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from testbed.netns import sandbox, security
+from testbed.netns import etc_files, sandbox, security
 from testbed.runtime import state
 from tests.integration.labs import REPO, running_lab, status_json, testbed
 
@@ -292,3 +292,48 @@ def _leftovers_of(netns: str) -> list[str]:
             if netns in cmdline:
                 found.append(cmdline)
     return found
+
+
+def _mount_table(pid: int, netns: str) -> list[str]:
+    """The pause's mounts: where, options and filesystem, the netns' name and inode left out."""
+    rows = []
+    for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        fields = left.split()
+        row = " ".join(fields[4:6]) + " " + " ".join(right.split()[:1] + right.split()[2:])
+        rows.append(row.replace(netns, "NETNS"))
+    return rows
+
+
+def test_fork_and_exec_make_the_same_sandbox(lab: str) -> None:
+    """The fork method (the default: no new interpreter) does what `ip netns exec` + the
+    init program do: same mounts (its /sys, /etc files), environment and view inside."""
+    seen = {}
+    for method in sandbox.METHODS:
+        netns, pod = f"{lab}.method-{method}", f"m-{method}"
+        subprocess.run(["ip", "netns", "add", netns], check=True)
+        try:
+            etc_files.write(netns, "resolv.conf", "nameserver 10.66.0.10\n")
+            folder = state.folder(lab) / "pods" / f"test.{pod}"
+            pid = sandbox.start_sandbox(lab, "test", pod, netns, "10.65.250.1", folder, method=method, state_root=state.root())
+            inside = subprocess.run(
+                ["nsenter", f"--target={pid}", "--uts", "--net", "--mount", "--pid", "--", "sh", "-c",
+                 "hostname; cat /etc/resolv.conf /etc/hosts; ls /sys/class/net /run/netns /dev; ps -o args"],
+                capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+            seen[method] = (
+                [row.replace(pod, "POD") for row in _mount_table(pid, netns)],
+                Path(f"/proc/{pid}/environ").read_bytes(),
+                sorted(os.listdir(f"/proc/{pid}/fd")),
+                inside.replace(method, "METHOD"),
+            )
+        finally:
+            sandbox.stop(netns, grace=0.5)
+            subprocess.run(["ip", "netns", "del", netns], check=True)
+            etc_files.remove(netns)
+    assert seen["fork"] == seen["exec"]
+    mounts, environ, fds, inside = seen["fork"]
+    assert any(m.split()[0] == "/sys" and m.split()[2] == "sysfs" for m in mounts)  # the netns' own /sys
+    assert environ.split(b"\0")[0].startswith(b"PATH=") and environ.count(b"\0") == 1
+    assert fds == ["0", "1", "2"]
+    assert "nameserver 10.66.0.10" in inside and "10.65.250.1\tm-METHOD" in inside

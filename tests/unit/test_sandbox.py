@@ -192,3 +192,15 @@ def test_plan_shows_read_only_folders_under_the_hidden_root_and_the_folder_on_to
 
 def test_only_the_images_that_read_the_lab_see_its_folder() -> None:
     assert {name for name, image in images.IMAGES.items() if image.sees_lab} == {"coredns", "star-collect"}
+
+
+def test_init_plan_names_the_netns_and_gives_the_pause_only_a_path() -> None:
+    plan = sandbox.init_plan(PLAN)
+    assert plan["netns"] == "lab1.demo.web" and plan["steps"] == sandbox.setup_plan(PLAN)
+    assert list(plan["env"]) == ["PATH"]  # type: ignore[arg-type]
+    assert plan["pause"][-1] == "pause lab1.demo.web"  # type: ignore[index]
+
+
+def test_an_unknown_sandbox_method_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="sandbox method 'clone': must be one of fork, exec"):
+        sandbox.launch_sandbox("lab1", "demo", "web", "lab1.nowhere", "10.65.0.7", tmp_path / "web", method="clone")
