@@ -38,6 +38,7 @@ from testbed.model.policy import Endpoint
 LOG = logging.getLogger("agents.felix")
 RESYNC_SECONDS = 10.0  # Felix v3.28 resyncs ipsets every 10 s; we resync everything
 DEBOUNCE_SECONDS = 0.01
+STATUS_REFRESH_SECONDS = 5.0  # an unchanged enforced revision is rewritten this often (a heartbeat)
 # kube-proxy's inputs, cached like the view. Endpoints, not pods: pods' status changes
 # often, and turning it into endpoints is the controller manager's work.
 SERVICE_PREFIXES = (keys.SERVICES, keys.ENDPOINTS)
@@ -141,6 +142,7 @@ class Agent:
         self.view = ViewCache()
         self._local: tuple[Endpoint, ...] | None = None
         self._host_ip: object | None = None
+        self._reported, self._reported_at = -1, 0.0  # the last status written, and when
         self._listed: dict[str, list[Any]] = {}  # service prefix -> its stored values, as last listed
         self._service_text: tuple[str, str] | None = None  # rendered from `_listed`
 
@@ -174,7 +176,17 @@ class Agent:
             )
         else:
             LOG.debug("revision %d unchanged, checked in %.0f ms", view.revision, took)
-        self.store.put(keys.felix_status(self.host), {"host": self.host, "revision": self.enforced, "updated": time.time()})
+        self._report()
+
+    def _report(self) -> None:
+        """The revision this host enforces, for everyone who waits on it; rewritten only when
+        it moved, or as a heartbeat every STATUS_REFRESH_SECONDS (each write wakes every
+        waiter and every watch of the lab, so an unchanged one is not sent on each sync)."""
+        now = time.time()
+        if self.enforced == self._reported and now - self._reported_at < STATUS_REFRESH_SECONDS:
+            return
+        self.store.put(keys.felix_status(self.host), {"host": self.host, "revision": self.enforced, "updated": now})
+        self._reported, self._reported_at = self.enforced, now
 
 
     def _service_rules(self, reread: set[str]) -> tuple[str, str]:

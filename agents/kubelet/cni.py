@@ -249,6 +249,19 @@ class CniNetwork:
 
     def __init__(self, lab: str, store: Datastore, host: str) -> None:
         self.lab, self.store, self.host = lab, store, host
+        self._host_links: NetnsLinks | None = None  # one handle on the host's netns for all its pods
+
+    def _links(self) -> NetnsLinks:
+        """The host netns handle, opened once (opening one forks a helper: ~20 ms a pod)."""
+        if self._host_links is None:
+            self._host_links = NetnsLinks(naming.host_netns(self.lab, self.host))
+        self._host_links.forget()
+        return self._host_links
+
+    def _drop_links(self) -> None:
+        if self._host_links is not None:
+            self._host_links.close()
+            self._host_links = None
 
     def add(self, pod: PodView, now: float) -> Networked:
         """IPAM (the annotated address, or the one its handle holds, or a new one), then
@@ -259,8 +272,11 @@ class CniNetwork:
         with ipam_lock(self.lab):
             assigned = assign_address(self.store, self.host, handle_id, attributes, requested, owner=pod.ref)
             plan = pod_plan(self.lab, self.host, pod, assigned.ip, assigned.block, assigned.borrowed)
-            with NetnsLinks(naming.host_netns(self.lab, self.host)) as links:
-                mac = plumb(plan, links, assigned.block, assigned.borrowed)
+            try:
+                mac = plumb(plan, self._links(), assigned.block, assigned.borrowed)
+            except BaseException:
+                self._drop_links()  # a handle in doubt is not reused
+                raise
         return Networked(assigned.ip, assigned.block, assigned.borrowed, mac)
 
     def delete(self, namespace: str, name: str) -> None:

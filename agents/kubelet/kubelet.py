@@ -111,7 +111,7 @@ class Kubelet:
             wait = LOOP_SECONDS if self.local else 0.5 if self._host_ip is None else RESYNC_SECONDS
             try:
                 if cancel is None:
-                    cancel = self.store.watch_prefix(keys.PODS, self.on_pod_event, on_error=self.on_lost)
+                    cancel = self._watch()
                     self._needs_list = True
                 if self.step(self.clock()):
                     cancel()
@@ -126,6 +126,26 @@ class Kubelet:
             self._wait(stop, wait)
         if cancel is not None:
             cancel()
+
+    def _watch(self) -> Callable[[], None]:
+        """The pods, and every host's Felix status: a container waiting for every Felix to
+        enforce its endpoint starts on the status write that says so, not on the next tick."""
+        pods = self.store.watch_prefix(keys.PODS, self.on_pod_event, on_error=self.on_lost)
+        try:
+            felix = self.store.watch_prefix(keys.FELIX_STATUS, self.on_felix_status, on_error=self.on_lost)
+        except BaseException:
+            pods()
+            raise
+
+        def cancel() -> None:
+            pods()
+            felix()
+
+        return cancel
+
+    def on_felix_status(self, _event: WatchEvent) -> None:
+        if any(not held.enforced and held.networked for held in list(self.local.values())):
+            self.events.put(("wake", None))
 
     def _wait(self, stop: threading.Event, seconds: float) -> None:
         """Until an event arrives (kept for the next pass), ``seconds`` pass, or ``stop``."""

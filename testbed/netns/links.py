@@ -54,6 +54,11 @@ class NetnsLinks:
     def close(self) -> None:
         self._ipr.close()
 
+    def forget(self) -> None:
+        """Drop the cached interface indexes (a long-lived handle, between two uses: an
+        interface may have been deleted and made again under the same name meanwhile)."""
+        self._indices.clear()
+
     # -- links -------------------------------------------------------------------------
     def index(self, ifname: str) -> int:
         if ifname not in self._indices:

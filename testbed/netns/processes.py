@@ -86,6 +86,19 @@ def is_alive(pid: int) -> bool:
     return state[state.rindex(")") + 2] != "Z"
 
 
+PF_EXITING = 0x4  # the kernel's task flag: the process is on its way out
+
+
+def is_exiting(pid: int) -> bool:
+    """Killed and on its way out, but not yet gone: e.g. the pause of a pod's PID namespace,
+    whose exit waits until every task of its namespace has been reaped by its parent."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return bool(int(stat[stat.rindex(")") + 2 :].split()[6]) & PF_EXITING)
+
+
 def is_ours(pid: int, recorded_start: int | None) -> bool:
     """A recorded process still running as itself: alive, and not a recycled PID."""
     return recorded_start is not None and start_time(pid) == recorded_start and is_alive(pid)
@@ -125,7 +138,7 @@ def kill(pids: Iterable[int], timeout: float = 2.0) -> None:
     for pid in targets:
         _signal(pid, signal.SIGKILL)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(is_alive(p) for p in targets):
+    while time.monotonic() < deadline and any(is_alive(p) and not is_exiting(p) for p in targets):
         _reap(targets)
         time.sleep(0.01)
     _reap(targets)

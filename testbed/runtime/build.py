@@ -34,7 +34,7 @@ BGP_TIMEOUT_BASE = 20.0  # seconds for BGP to converge, plus a little per host
 BGP_TIMEOUT_PER_HOST = 0.5
 ENFORCE_TIMEOUT = 20.0  # the agents' first sync at up
 PODS_TIMEOUT_BASE = 20.0  # seconds for the kubelets to make the topology's pods Ready, plus
-PODS_TIMEOUT_PER_POD = 0.1  # a little per pod
+PODS_TIMEOUT_PER_POD = 0.4  # a little per pod (each host's kubelet makes its pods one by one today)
 SANDBOXES_IN_FLIGHT = 4  # pods' sandboxes being made at once while `up` builds the next pods
 FABRIC_PREFIXLEN = addressing.FABRIC.prefixlen
 
