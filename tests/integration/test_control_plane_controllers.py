@@ -48,7 +48,9 @@ class Kubelets:
                     continue
                 if obj.is_terminating(value):
                     delete_if(self.store, key, item.revision)
-                elif (value.get("status") or {}).get("phase") != "Running":
+                elif (value.get("status") or {}).get("phase") != "Running" or (obj.condition(value, "Ready") or {}).get("status") != "True":
+                    # as a kubelet does: its own report wins over the node controller's
+                    # "not Ready" written while its Lease was stale
                     value["status"] = {"phase": "Running", "podIP": f"10.65.{HOSTS.index(host)}.{len(key) % 50 + 2}",
                                        "conditions": [{"type": "Ready", "status": "True",
                                                        "lastTransitionTime": records.timestamp(now)}]}  # fmt: skip
