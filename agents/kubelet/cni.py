@@ -269,14 +269,14 @@ class CniNetwork:
         requested = requested_address(pod.ref, dict(pod.annotations))
         handle_id = naming.ipam_handle(pod.namespace, pod.name)
         attributes = records.ipam_attributes(pod.namespace, pod.name, self.host, now)
-        with ipam_lock(self.lab):
+        with ipam_lock(self.lab):  # the lab's IPAM only: the plumbing is this host's own
             assigned = assign_address(self.store, self.host, handle_id, attributes, requested, owner=pod.ref)
-            plan = pod_plan(self.lab, self.host, pod, assigned.ip, assigned.block, assigned.borrowed)
-            try:
-                mac = plumb(plan, self._links(), assigned.block, assigned.borrowed)
-            except BaseException:
-                self._drop_links()  # a handle in doubt is not reused
-                raise
+        plan = pod_plan(self.lab, self.host, pod, assigned.ip, assigned.block, assigned.borrowed)
+        try:
+            mac = plumb(plan, self._links(), assigned.block, assigned.borrowed)
+        except BaseException:
+            self._drop_links()  # a handle in doubt is not reused
+            raise
         return Networked(assigned.ip, assigned.block, assigned.borrowed, mac)
 
     def delete(self, namespace: str, name: str) -> None:

@@ -37,16 +37,30 @@ from agents.kubelet.podspec import PodView, SpecError, parse_pod
 from agents.kubelet.prober import Prober
 from agents.kubelet.status import pod_status, rejected_status
 from testbed.datastore import keys, records
-from testbed.datastore.base import Datastore, DatastoreError, WatchEvent, delete_if
+from testbed.datastore.base import MAX_TXN_OPS, Datastore, DatastoreError, WatchEvent, delete_if
 
 LOG = logging.getLogger("agents.kubelet")
 LOOP_SECONDS = 0.2  # exits, timers and probes are looked at this often while pods are here
+ADD_BATCH = 24  # pods networked in one pass (their endpoints written in one transaction: 48 puts, 48 compares)
 RESYNC_SECONDS = 10.0
 NETWORK_RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)  # after a failed CNI ADD (a taken address, ...)
 NODE_MONITOR_GRACE = 4.0  # a host whose Lease is older is down: its Felix is not waited for
 FELIX_STALE_SECONDS = 30.0  # no Lease: a Felix status older than this is a dead agent's
 
 Statuses = dict[str, dict[str, Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Plugged:
+    """A pod this pass networked, and the writes that record it (committed at the pass's end)."""
+
+    key: str
+    ref: str
+    ip: str
+    held: LocalPod
+    value: dict[str, Any]
+    puts: dict[str, dict[str, Any]]
+    expect: dict[str, int]
 
 
 class Network(Protocol):
@@ -82,6 +96,8 @@ class Kubelet:
         self._host_ip: str | None = None
         self._adopted = False
         self._retry: dict[str, tuple[float, int]] = {}  # key -> (next CNI ADD try, failures so far)
+        self._networked: list[Plugged] = []  # pods networked this pass, their writes not yet committed
+        self.more = False  # this pass left pods to network: the next one comes at once
         self._status_inputs: dict[str, tuple[dict[str, Any], LocalPod]] = {}  # the stored status was last found right for
 
     @property
@@ -123,7 +139,8 @@ class Kubelet:
             except Exception:  # noqa: BLE001 - one bad pass must not end the kubelet
                 LOG.exception("pass failed; retrying")
                 self._needs_list, wait = True, 0.5
-            self._wait(stop, wait)
+            if not self.more:
+                self._wait(stop, wait)
         if cancel is not None:
             cancel()
 
@@ -160,6 +177,7 @@ class Kubelet:
     def step(self, now: float) -> bool:
         """One pass; True when the watch was lost: then nothing else happens, the caller
         watches again and the next pass lists (watch, then list: nothing is missed)."""
+        self.more = False
         if self._drain(now):
             self._needs_list = True
             return True
@@ -194,6 +212,7 @@ class Kubelet:
                 self._delete_object(key)
             elif action is Action.HANDOFF and pod is not None:
                 self._hand_off(key, pod)
+        self._commit_networked()
         self.pods.write_statuses(statuses)
         self._save()
         self._forget_gone()
@@ -285,7 +304,10 @@ class Kubelet:
         if handoff.of(pod) is not None:
             self._settle_handoff(key)
         if not self.local[key].networked:
-            self._network(key, pod, now)
+            if len(self._networked) < ADD_BATCH:
+                self._network(key, pod, now)
+            else:
+                self.more = True  # the rest in the next pass, right after this one
             return
         if self.local[key].enforced:
             self.local[key] = self.containers.sync(pod, self.local[key], now)
@@ -334,13 +356,33 @@ class Kubelet:
         held = dataclasses.replace(self.local[key], ip=str(net.ip), containers=runs)
         value = {**entry.value, "status": pod_status(pod, held, self._host_ip, entry.value.get("status") or {}, now)}
         puts = {key: value, endpoint_key: endpoint_record(self.lab, self.host, pod, net, now)}
-        if not self.store.commit(puts, expect={key: entry.revision, endpoint_key: endpoint.revision if endpoint else 0}):
-            self.pods.refetch(key)
-            return  # changed under us: again next pass (the ADD is idempotent)
+        expect = {key: entry.revision, endpoint_key: endpoint.revision if endpoint else 0}
+        self._networked.append(Plugged(key, pod.ref, str(net.ip), held, value, puts, expect))
+
+    def _commit_networked(self) -> None:
+        """The endpoints and first statuses of the pods networked this pass, in as few
+        transactions as fit (every WorkloadEndpoint write makes every host's Felix render
+        again: one write for many pods, not one each); a batch that lost a race is written
+        pod by pod, and a pod that lost its own is taken up again next pass."""
+        batch, self._networked = self._networked, []
+        if not batch:
+            return
+        puts = {k: v for item in batch for k, v in item.puts.items()}
+        expect = {k: v for item in batch for k, v in item.expect.items()}
+        if len(puts) + len(expect) <= MAX_TXN_OPS and self.store.commit(puts, expect=expect):
+            done = batch
+        else:
+            done = []
+            for item in batch:
+                if self.store.commit(item.puts, expect=item.expect):
+                    done.append(item)
+                else:
+                    self.pods.refetch(item.key)  # changed under us: again next pass (the ADD is idempotent)
         revision = self.store.last_write_revision
-        self.pods.wrote(key, value, revision)
-        self.local[key] = dataclasses.replace(held, endpoint_revision=revision)
-        LOG.info("%s networked: %s (endpoint at revision %d)", pod.ref, net.ip, revision)
+        for item in done:
+            self.pods.wrote(item.key, item.value, revision)
+            self.local[item.key] = dataclasses.replace(item.held, endpoint_revision=revision)
+            LOG.info("%s networked: %s (endpoint at revision %d)", item.ref, item.ip, revision)
 
     def _waiting_because(self, key: str, pod: PodView, message: str, now: float) -> None:
         """A failed ADD shows in the pod's status: its containers wait, saying why."""
