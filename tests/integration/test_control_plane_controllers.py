@@ -36,6 +36,13 @@ class Kubelets:
         while not self.stopping.wait(0.2):
             now = time.time()
             for host in sorted(self.alive):
+                node = self.store.get_versioned(keys.k8s_node(host))
+                if node is not None and (obj.condition(node.value, "Ready") or {}).get("status") != "True":
+                    # as a kubelet does: it reports its Node Ready again (the node controller
+                    # may have marked it Unknown before this stand-in's first Lease)
+                    value = {**node.value, "status": {"conditions": [{"type": "Ready", "status": "True",
+                             "lastHeartbeatTime": records.timestamp(now)}]}}  # fmt: skip
+                    put_if(self.store, keys.k8s_node(host), value, node.revision)
                 self.store.put(keys.node_lease(host), {
                     "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                     "metadata": {"name": host, "namespace": keys.NODE_LEASE_NAMESPACE},
