@@ -97,9 +97,13 @@ def test_pods_bound_put_in_endpoints_dropped_with_their_node_and_deleted_with_th
     lab: EtcdDatastore, etcd: Etcd,  # noqa: F811
 ) -> None:
     store = lab
-    running = Running(etcd.port)
+    running: Running | None = None
     try:
         with Kubelets(etcd.port) as kubelets:
+            # The nodes' kubelets are up (their Leases fresh) before the controllers look, as
+            # in a lab: a manager that looked first could race the first heartbeats.
+            eventually(lambda: all(store.get(keys.node_lease(h)) for h in HOSTS), what="the stand-ins' Leases")
+            running = Running(etcd.port)
             store.put(keys.service("demo", "web"), {
                 "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "demo", "uid": "s1"},
                 "spec": {"clusterIP": "10.96.0.5", "selector": {"app": "web"}, "ports": [{"port": 80, "protocol": "TCP"}]},
@@ -124,4 +128,5 @@ def test_pods_bound_put_in_endpoints_dropped_with_their_node_and_deleted_with_th
             assert [k for k in store.list("/registry/") if "/demo/" in k] == []
             assert store.get(keys.namespace_profile("demo")) is None
     finally:
-        running.stop()
+        if running is not None:
+            running.stop()
