@@ -54,7 +54,7 @@ class DaemonSetController:
     def __init__(self, rng: random.Random | None = None) -> None:
         self._rng = rng or random.Random()
         self._known: set[str] = set()  # DaemonSet keys: a node change makes every one dirty
-        self._owner_of: dict[str, str] = {}
+        self._owners = obj.OwnerIndex("DaemonSet", keys.daemonset)
         self._lock = threading.Lock()
 
     def keys_for(self, event: WatchEvent) -> Iterable[str]:
@@ -69,18 +69,10 @@ class DaemonSetController:
             namespace, pod_name = keys.split_namespaced(event.key, keys.PODS)
         except keys.KeyFormatError:
             return []
-        ref = obj.controller_of(event.value) if event.value is not None else None
-        owner = (
-            keys.daemonset(namespace, str(ref.get("name")))
-            if ref is not None and ref.get("kind") == "DaemonSet" else None
-        )  # fmt: skip
-        with self._lock:
-            before = self._owner_of.pop(event.key, None)
-            if owner is not None and event.kind == "put":
-                self._owner_of[event.key] = owner
-            found = {k for k in (before, owner) if k is not None}
-            if event.kind == "delete" and not found:
-                guess = keys.daemonset(namespace, pod_name.rsplit("-", 1)[0])
+        found = self._owners.owners(namespace, event.key, event.kind, event.value)
+        if event.kind == "delete" and not found:
+            guess = keys.daemonset(namespace, pod_name.rsplit("-", 1)[0])
+            with self._lock:
                 if guess in self._known:
                     found.add(guess)
         return sorted(found)
@@ -92,11 +84,7 @@ class DaemonSetController:
         return found
 
     def reconcile(self, store: Datastore, key: str, now: float) -> float | None:
-        for _ in range(obj.MAX_PASSES):
-            done, after = self._pass(store, key, now)
-            if done:
-                return after
-        return 0.5
+        return obj.in_passes(lambda: self._pass(store, key, now))
 
     def _pass(self, store: Datastore, key: str, now: float) -> tuple[bool, float | None]:
         current = store.get_versioned(key)

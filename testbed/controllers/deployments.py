@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import threading
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -52,8 +51,7 @@ class DeploymentController:
     prefixes = (keys.DEPLOYMENTS, keys.REPLICASETS, keys.PODS)
 
     def __init__(self) -> None:
-        self._owner_of: dict[str, str] = {}  # RS key -> Deployment key (RS deletes carry no value)
-        self._lock = threading.Lock()
+        self._owners = obj.OwnerIndex("Deployment", lambda ns, name: keys.namespaced(keys.DEPLOYMENTS, ns, name))
 
     def keys_for(self, event: WatchEvent) -> Iterable[str]:
         if event.key.startswith(keys.DEPLOYMENTS):
@@ -67,16 +65,7 @@ class DeploymentController:
             if event.kind != "delete":
                 return []
             return [keys.namespaced(keys.DEPLOYMENTS, namespace, name.rsplit("-", 2)[0])] if name.count("-") >= 2 else []
-        ref = obj.controller_of(event.value) if event.value is not None else None
-        owner = (
-            keys.namespaced(keys.DEPLOYMENTS, namespace, str(ref.get("name")))
-            if ref is not None and ref.get("kind") == "Deployment" else None
-        )  # fmt: skip
-        with self._lock:
-            before = self._owner_of.pop(event.key, None)
-            if owner is not None and event.kind == "put":
-                self._owner_of[event.key] = owner
-        found = {k for k in (before, owner) if k is not None}
+        found = self._owners.owners(namespace, event.key, event.kind, event.value)
         if event.kind == "delete" and not found:
             found.add(keys.namespaced(keys.DEPLOYMENTS, namespace, name.rsplit("-", 1)[0]))
         if event.kind == "put" and not found and event.value is not None and obj.controller_of(event.value) is None:
@@ -89,11 +78,7 @@ class DeploymentController:
     def reconcile(self, store: Datastore, key: str, now: float) -> float | None:
         rollout = Rollout()
         try:
-            for _ in range(obj.MAX_PASSES):
-                done, after = self._pass(store, key, now, rollout)
-                if done:
-                    return after
-            return 0.5
+            return obj.in_passes(lambda: self._pass(store, key, now, rollout))
         finally:
             for line in rollout.logs:
                 LOG.info("%s", line)

@@ -155,11 +155,7 @@ class GarbageCollector:
     # --- reconcile -------------------------------------------------------------------------
 
     def reconcile(self, store: Datastore, key: str, now: float) -> float | None:
-        for _ in range(obj.MAX_PASSES):
-            done, after = self._pass(store, key, now)
-            if done:
-                return after
-        return 0.5
+        return obj.in_passes(lambda: self._pass(store, key, now))
 
     def _pass(self, store: Datastore, key: str, now: float) -> tuple[bool, float | None]:
         current = store.get_versioned(key)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import calendar
 import copy
 import random
+import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from testbed.datastore import records
@@ -295,3 +296,38 @@ def stamp_server_fields(store: Datastore, key: str, current: Versioned, now: flo
     meta.setdefault("creationTimestamp", records.timestamp(now))
     meta.setdefault("generation", 1)
     return put_if(store, key, value, current.revision)
+
+
+Pass = Callable[[], tuple[bool, float | None]]  # one read-decide-write: (done, look again after)
+
+
+def in_passes(one_pass: Pass) -> float | None:
+    """``reconcile`` of every controller: passes until one says it is done (each makes at
+    most one write, so a race lost costs a pass, not the reconcile), at most MAX_PASSES."""
+    for _ in range(MAX_PASSES):
+        done, after = one_pass()
+        if done:
+            return after
+    return 0.5  # kept losing races, or more to do than a few passes: look again soon
+
+
+class OwnerIndex:
+    """Which owner a dependent's event concerns: its controller reference on a put, and for a
+    delete (which carries no value) the owner remembered from the dependent's last put.
+    Thread-safe: watch threads call ``owners``, the manager's workers do not touch it."""
+
+    def __init__(self, kind: str, key_of: Callable[[str, str], str]) -> None:
+        self.kind, self.key_of = kind, key_of  # key_of(namespace, owner name) -> owner key
+        self._owner_of: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def owners(self, namespace: str, event_key: str, kind: str, value: Mapping[str, Any] | None) -> set[str]:
+        """The owner keys of the dependent at ``event_key`` (``kind``: put or delete), before
+        and after the event (an adoption or a release concerns both)."""
+        ref = controller_of(value) if value is not None else None
+        owner = self.key_of(namespace, str(ref.get("name"))) if ref is not None and ref.get("kind") == self.kind else None
+        with self._lock:
+            before = self._owner_of.pop(event_key, None)
+            if owner is not None and kind == "put":
+                self._owner_of[event_key] = owner
+        return {k for k in (before, owner) if k is not None}

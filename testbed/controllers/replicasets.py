@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -86,8 +85,7 @@ class ReplicaController:
         self.name = kind.resource
         self.prefixes = (kind.prefix, keys.PODS)
         self._rng = rng or random.Random()
-        self._owner_of: dict[str, str] = {}  # pod key -> owner key, from pod events (deletes carry no value)
-        self._lock = threading.Lock()
+        self._owners = obj.OwnerIndex(self.kind.kind, lambda ns, name: keys.namespaced(self.kind.prefix, ns, name))
 
     # --- what is dirty ------------------------------------------------------------------
 
@@ -100,16 +98,7 @@ class ReplicaController:
             namespace, pod_name = keys.split_namespaced(event.key, keys.PODS)
         except keys.KeyFormatError:
             return []
-        ref = obj.controller_of(event.value) if event.value is not None else None
-        owner = (
-            keys.namespaced(self.kind.prefix, namespace, str(ref.get("name")))
-            if ref is not None and ref.get("kind") == self.kind.kind else None
-        )  # fmt: skip
-        with self._lock:
-            before = self._owner_of.pop(event.key, None)
-            if owner is not None and event.kind == "put":
-                self._owner_of[event.key] = owner
-        found = {k for k in (before, owner) if k is not None}
+        found = self._owners.owners(namespace, event.key, event.kind, event.value)
         if event.kind == "delete" and not found:  # not seen since we started: `<owner>-<5 chars>`
             found.add(keys.namespaced(self.kind.prefix, namespace, pod_name.rsplit("-", 1)[0]))
         return sorted(found)
@@ -120,11 +109,7 @@ class ReplicaController:
     # --- reconcile ---------------------------------------------------------------------------
 
     def reconcile(self, store: Datastore, key: str, now: float) -> float | None:
-        for _ in range(obj.MAX_PASSES):
-            done, after = self._pass(store, key, now)
-            if done:
-                return after
-        return 0.5  # kept losing races, or more to do than a few batches: look again soon
+        return obj.in_passes(lambda: self._pass(store, key, now))
 
     def _pass(self, store: Datastore, key: str, now: float) -> tuple[bool, float | None]:
         """One read-decide-write; (True, requeue) when nothing is left to do."""
