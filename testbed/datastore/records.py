@@ -268,18 +268,6 @@ def pod_object(lab: str, pod: PodPlan, created: float) -> Record:
     return value
 
 
-def pod_records(plan: LabPlan, pod: PodPlan, created: float, mac: str | None = None) -> dict[str, Record]:
-    """A pod's own keys: WorkloadEndpoint, Kubernetes Pod and IPAM handle (not its block)."""
-    handle_id = naming.ipam_handle(pod.namespace, pod.name)
-    return {
-        keys.workload_endpoint_of(pod.host, pod.namespace, pod.name): workload_endpoint_record(
-            plan.lab, pod, created, mac
-        ),
-        keys.pod(pod.namespace, pod.name): k8s_pod_record(plan.lab, pod, plan.host(pod.host).ip, created),
-        keys.handle(handle_id): blocks.handle_record(handle_id, {pod.block: 1}),
-    }
-
-
 def block_records(plan: LabPlan, pods: Iterable[PodPlan], created: float) -> dict[str, Record]:
     """Every claimed block (with the given pods' addresses allocated) and its affinity."""
     values: dict[IPv4Network, Record] = {cidr: blocks.empty_block(cidr, host) for cidr, host in plan.affinity}

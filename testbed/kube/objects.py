@@ -219,20 +219,6 @@ def namespace_values(lab: str, ns: NamespaceObject, created: float) -> dict[str,
 _ORDER = {"NamespaceObject": 0, "StoredObject": 1, "Service": 2, "NetworkPolicy": 3, "Workload": 4}
 
 
-def _is_same(current: dict[str, Any] | None, value: dict[str, Any]) -> bool:
-    """Equal but for the server-filled metadata (what makes `apply` say "unchanged")."""
-    if current is None:
-        return False
-    strip = ("creationTimestamp", "uid", "resourceVersion")
-
-    def bare(v: dict[str, Any]) -> dict[str, Any]:
-        out = {k: x for k, x in v.items() if k != "status"}
-        out["metadata"] = {k: x for k, x in v.get("metadata", {}).items() if k not in strip}
-        return out
-
-    return bare(current) == bare(value)
-
-
 class Conflict(RuntimeError):
     """Another writer changed an object between our read and our write."""
 
@@ -348,7 +334,7 @@ def _store_once(
             value = dict(obj.manifest)
             value["metadata"] = {**value.get("metadata", {}), "creationTimestamp": (current or {}).get(
                 "metadata", {}).get("creationTimestamp", records.timestamp(created))}
-            verb = write(obj.key, current, value, _is_same(current, value))
+            verb = write(obj.key, current, value, server_fields.same_for_client(current, value))
             changes.append(Change(change_kind(obj), obj.name, verb, slash=True))
         elif type(obj).__name__ == "Service":
             from testbed.kube import services  # noqa: PLC0415
@@ -366,7 +352,7 @@ def _store_once(
             except ManifestError as exc:
                 problems += exc.lines
                 continue
-            verb = write(key, current, value, _is_same(current, value))
+            verb = write(key, current, value, server_fields.same_for_client(current, value))
             changes.append(Change(change_kind(obj), obj.name, verb))
         elif isinstance(obj, NetworkPolicy):
             if not check_namespace(obj.namespace, position):

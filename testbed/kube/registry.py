@@ -74,8 +74,6 @@ class Kind:
         """The prefix of one namespace's objects (all of them when ``namespace`` is None)."""
         if not self.namespaced:
             return self.prefix
-        if self.stored_only:
-            return f"{self.prefix}{namespace}/" if namespace else self.prefix
         return f"{self.prefix}{namespace}/" if namespace else self.prefix
 
     def key(self, namespace: str | None, name: str) -> str:
@@ -180,10 +178,6 @@ def of_kind(kind: str) -> Kind | None:
 def accepts(kind: Kind, api_version: object) -> bool:
     """Does a manifest's apiVersion belong to the kind?"""
     return api_version in kind.api_versions or api_version in LEGACY_VERSIONS.get(kind.kind, ())
-
-
-def by_plural(plural: str) -> Kind:
-    return resolve(plural)
 
 
 def namespaced_kinds() -> tuple[Kind, ...]:

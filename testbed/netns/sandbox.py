@@ -37,7 +37,7 @@ its lab's state folder /run/testbed/<lab>/ bind-mounted read-only, its etcd sock
 included, as kube-dns reads the API server; never another lab's.
 
 Pure: ``setup_plan``, ``hosts_file``, ``pause_argv``, ``container_argv``, ``exec_argv``.
-Thin spawners: ``start_sandbox`` (or ``launch_sandbox`` then ``Launch.wait``), ``start_container``, ``find``, ``container_pids``,
+Thin spawners: ``launch_sandbox`` (then ``Launch.wait`` for the pause's PID), ``start_container``, ``find``, ``container_pids``,
 ``stop``, ``terminate``.
 """
 
@@ -377,25 +377,6 @@ def launch_sandbox(
         env={"PATH": os.environ.get("PATH", DEFAULT_PATH)},
     )
     return Launch(f"{namespace}/{pod}", proc, log)
-
-
-def start_sandbox(
-    lab: str,
-    namespace: str,
-    pod: str,
-    netns: str,
-    ip: str,
-    folder: Path,
-    *,
-    log: Path | None = None,
-    read_only: Sequence[Path] = (),
-    state_root: Path = STATE_ROOT,
-    method: str | None = None,
-) -> int:
-    """Make the pod's sandbox (its pause process) in ``netns``; returns the pause's PID."""
-    return launch_sandbox(
-        lab, namespace, pod, netns, ip, folder, log=log, read_only=read_only, state_root=state_root, method=method
-    ).wait()
 
 
 def start_container(

@@ -1,10 +1,12 @@
 """`testbed up`: turn a LabPlan into namespaces, links, routes, a running etcd and its records.
 
 Order: state folder -> fabric netns (bridge, 172.18.203.1) -> etcd starts (in the
-background) -> route reflector (if asked) -> each host, then at once its BGP speaker and
-policy agent (they start in the background) -> pods, each with its sandbox made in the
-background -> etcd healthy -> records written -> wait until BGP converged and every agent
-enforces the records -> pod programs, each as a container in its pod's sandbox.
+background) -> route reflector (if asked) -> supervisor and controller manager -> each
+host, then at once its BGP speaker and its policy agent with the kubelet (they start in
+the background) -> etcd healthy -> records written, the topology's pods as Pod objects
+bound to their hosts, and the add-ons -> wait until BGP converged, every agent enforces
+the records and every kubelet reports its pods Ready (it makes them: netns, veth,
+sandbox, containers).
 Any failure tears the half-built lab down again before the error reaches the caller.
 """
 
@@ -20,10 +22,10 @@ from testbed import addressing, naming
 from testbed.datastore import keys, records
 from testbed.datastore.base import Datastore
 from testbed.datastore.etcd import EtcdDatastore
-from testbed.netns import namespaces, processes, sandbox
+from testbed.netns import namespaces, processes
 from testbed.netns.links import PROTO_BIRD, NetnsLinks
-from testbed.runtime import control_plane, etcd_server, policy_agents, programs, speakers, state, supervisor
-from testbed.runtime.plan import HostPlan, LabPlan, PodPlan
+from testbed.runtime import control_plane, etcd_server, policy_agents, speakers, state, supervisor
+from testbed.runtime.plan import HostPlan, LabPlan
 from testbed.runtime.teardown import teardown
 
 # (step, done, total): how far `up` has come, for progress bars and logs.
@@ -35,7 +37,6 @@ BGP_TIMEOUT_PER_HOST = 0.5
 ENFORCE_TIMEOUT = 20.0  # the agents' first sync at up
 PODS_TIMEOUT_BASE = 20.0  # seconds for the kubelets to make the topology's pods Ready, plus
 PODS_TIMEOUT_PER_POD = 0.4  # a little per pod (each host's kubelet makes its pods one by one today)
-SANDBOXES_IN_FLIGHT = 4  # pods' sandboxes being made at once while `up` builds the next pods
 FABRIC_PREFIXLEN = addressing.FABRIC.prefixlen
 
 
@@ -99,22 +100,6 @@ def start_etcd(plan: LabPlan, lab_state: state.LabState) -> subprocess.Popen[byt
     proc = processes.spawn(plan.fabric_netns, argv, etcd_server.log_path(folder), cwd=folder)
     state.record_process(lab_state, "etcd", plan.fabric_netns, proc.pid)
     return proc
-
-
-def launch_sandbox(lab: str, pod: PodPlan) -> sandbox.Launch:
-    """Start making a topology pod's sandbox; ``start_pod_program`` waits for it."""
-    return programs.launch_sandbox(lab, pod.namespace, pod.name, pod.netns, str(pod.ip), pod.image)
-
-
-def start_pod_program(lab: str, pod: PodPlan, lab_state: state.LabState, launched: sandbox.Launch | None = None) -> None:
-    """The pod's sandbox (``launched`` already, or made now), then in it the pod's command,
-    else its image's default program (``programs.spawn_program``), recorded in the lab's
-    state (`down` stops them)."""
-    pause = (launched or launch_sandbox(lab, pod)).wait()
-    state.record_process(lab_state, f"sandbox {pod.key}", pod.netns, pause)
-    proc = programs.spawn_program(lab, pod.netns, pod.namespace, pod.name, pod.image, pod.command, ip=str(pod.ip))
-    if proc is not None:
-        state.record_process(lab_state, f"pod {pod.key}", pod.netns, proc.pid)
 
 
 def runs_bgp(plan: LabPlan) -> bool:

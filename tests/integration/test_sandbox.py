@@ -315,7 +315,7 @@ def test_fork_and_exec_make_the_same_sandbox(lab: str) -> None:
         try:
             etc_files.write(netns, "resolv.conf", "nameserver 10.66.0.10\n")
             folder = state.folder(lab) / "pods" / f"test.{pod}"
-            pid = sandbox.start_sandbox(lab, "test", pod, netns, "10.65.250.1", folder, method=method, state_root=state.root())
+            pid = sandbox.launch_sandbox(lab, "test", pod, netns, "10.65.250.1", folder, method=method, state_root=state.root()).wait()
             inside = subprocess.run(
                 ["nsenter", f"--target={pid}", "--uts", "--net", "--mount", "--pid", "--", "sh", "-c",
                  "hostname; cat /etc/resolv.conf /etc/hosts; ls /sys/class/net /run/netns /dev; ps -o args"],

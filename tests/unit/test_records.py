@@ -106,7 +106,7 @@ def test_ip_pool(values: Values) -> None:
 
 def test_workload_endpoint(plan: LabPlan, values: Values) -> None:
     fe = next(p for p in plan.pods if p.name == "fe")
-    wep = records.pod_records(plan, fe, CREATED)[keys.workload_endpoint_of("node-1", "stars", "fe")]
+    wep = records.workload_endpoint_record(plan.lab, fe, CREATED)  # as the kubelet writes it
     assert wep["kind"] == "WorkloadEndpoint"
     assert wep["metadata"]["name"] == "node--1-k8s-fe-eth0"
     assert wep["metadata"]["namespace"] == "stars"
@@ -141,8 +141,7 @@ def test_workload_endpoint(plan: LabPlan, values: Values) -> None:
 
 def test_the_mac_is_written_once_known(plan: LabPlan) -> None:
     pod = plan.pods[0]
-    mine = records.pod_records(plan, pod, CREATED, mac="0a:58:0a:41:00:00")
-    wep = mine[keys.workload_endpoint_of(pod.host, pod.namespace, pod.name)]
+    wep = records.workload_endpoint_record(plan.lab, pod, CREATED, mac="0a:58:0a:41:00:00")
     assert wep["spec"]["mac"] == "0a:58:0a:41:00:00"
 
 
@@ -183,9 +182,9 @@ def test_uids_are_stable_and_distinct(plan: LabPlan, values: Values) -> None:
     assert records.lab_records(plan, CREATED) == values
     uids = [v["metadata"]["uid"] for v in values.values() if "metadata" in v]
     assert len(uids) == len(set(uids))
-    later = records.pod_records(plan, plan.pods[0], CREATED + 60)
+    later = records.pod_object(plan.lab, plan.pods[0], CREATED + 60)
     key = keys.pod(plan.pods[0].namespace, plan.pods[0].name)
-    assert later[key]["metadata"]["uid"] != values[key]["metadata"]["uid"]
+    assert later["metadata"]["uid"] != values[key]["metadata"]["uid"]
 
 
 def test_blocks_match_the_plan(plan: LabPlan, values: Values) -> None:
@@ -236,7 +235,7 @@ def test_every_host_block_exists_even_without_pods() -> None:
 
 def test_summaries_name_the_missing_field(plan: LabPlan) -> None:
     fe = next(p for p in plan.pods if p.name == "fe")
-    wep = records.pod_records(plan, fe, CREATED)[keys.workload_endpoint_of("node-1", "stars", "fe")]
+    wep = records.workload_endpoint_record(plan.lab, fe, CREATED)
     del wep["spec"]["node"]
     with pytest.raises(
         records.RecordError, match=r"^WorkloadEndpoint node--1-k8s-fe-eth0: missing field spec.node$"
