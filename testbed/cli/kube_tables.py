@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 Value = dict[str, Any]
-Counts = Callable[[str, Value], Mapping[str, int]]  # (kind, workload value) -> status counts
-
-
-def status_counts(_kind: str, value: Value) -> Mapping[str, int]:
+def status_counts(value: Value) -> Mapping[str, int]:
     """replicas / ready / available / up-to-date, as the workload's controller reported them."""
     status = value.get("status", {})
     return {
@@ -150,7 +147,7 @@ def node_address(value: Value) -> str:
     return internal or str(value.get("spec", {}).get("bgp", {}).get("ipv4Address", "")).split("/")[0]
 
 
-def rows(plural: str, values: Sequence[Value], wide: bool, counts: Counts = status_counts) -> list[list[str]]:
+def rows(plural: str, values: Sequence[Value], wide: bool) -> list[list[str]]:
     """Header and one row per object (no NAMESPACE column: ``with_namespace`` adds it)."""
     if plural == "namespaces":
         return [["NAME", "STATUS", "AGE"]] + [
@@ -179,18 +176,17 @@ def rows(plural: str, values: Sequence[Value], wide: bool, counts: Counts = stat
         header = ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"] + (["CONTAINERS", "IMAGES", "SELECTOR"] if wide else [])
         out = [header]
         for v in values:
-            c = counts("Deployment", v)
+            c = status_counts(v)
             row = [v["metadata"]["name"], f"{c['readyReplicas']}/{c['replicas']}", str(c["updatedReplicas"]), str(c["availableReplicas"]), age(v)]
             if wide:
                 row += [_container(v).get("name", ""), _container(v).get("image", ""), _workload_selector(plural, v)]
             out.append(row)
         return out
     if plural in ("replicasets", "replicationcontrollers"):
-        kind = "ReplicaSet" if plural == "replicasets" else "ReplicationController"
         header = ["NAME", "DESIRED", "CURRENT", "READY", "AGE"] + (["CONTAINERS", "IMAGES", "SELECTOR"] if wide else [])
         out = [header]
         for v in values:
-            c = counts(kind, v)
+            c = status_counts(v)
             row = [v["metadata"]["name"], str(c["replicas"]), str(c.get("current", c["readyReplicas"])), str(c["readyReplicas"]), age(v)]
             if wide:
                 row += [_container(v).get("name", ""), _container(v).get("image", ""), _workload_selector(plural, v)]

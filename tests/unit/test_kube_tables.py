@@ -13,22 +13,19 @@ def meta(name: str, namespace: str = "policy-demo") -> dict:
     return {"name": name, "namespace": namespace, "creationTimestamp": NOW_STAMP}
 
 
-def counts(_kind: str, value: dict) -> dict[str, int]:
-    return {"replicas": value["spec"]["replicas"], "readyReplicas": 1, "availableReplicas": 1, "updatedReplicas": 1}
-
-
 def test_services_wide_show_cluster_ip_ports_and_selector() -> None:
     svc = {"metadata": meta("ui"), "spec": {"type": "NodePort", "clusterIP": "10.96.0.3", "selector": {"role": "ui"},
                                             "ports": [{"port": 9001, "nodePort": 30002, "protocol": "TCP"}]}}  # fmt: skip
-    table = kube_tables.rows("services", [svc], wide=True, counts=counts)
+    table = kube_tables.rows("services", [svc], wide=True)
     assert table[0] == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE", "SELECTOR"]
     assert table[1][:5] == ["ui", "NodePort", "10.96.0.3", "<none>", "9001:30002/TCP"] and table[1][6] == "role=ui"
 
 
 def test_deployments_show_ready_over_desired_and_all_namespaces_adds_a_column() -> None:
     dep = {"metadata": meta("nginx"), "spec": {"replicas": 2, "selector": {"matchLabels": {"run": "nginx"}},
-                                               "template": {"spec": {"containers": [{"name": "nginx", "image": "nginx"}]}}}}  # fmt: skip
-    table = kube_tables.with_namespace(kube_tables.rows("deployments", [dep], wide=True, counts=counts), [dep])
+                                               "template": {"spec": {"containers": [{"name": "nginx", "image": "nginx"}]}}},
+           "status": {"replicas": 2, "readyReplicas": 1, "availableReplicas": 1, "updatedReplicas": 1}}  # the controller's report
+    table = kube_tables.with_namespace(kube_tables.rows("deployments", [dep], wide=True), [dep])
     assert table[0][:3] == ["NAMESPACE", "NAME", "READY"]
     assert table[1][:3] == ["policy-demo", "nginx", "1/2"] and table[1][-3:] == ["nginx", "nginx", "run=nginx"]
     lines = kube_tables.render(table)
