@@ -187,7 +187,7 @@ def rows(plural: str, values: Sequence[Value], wide: bool) -> list[list[str]]:
         out = [header]
         for v in values:
             c = status_counts(v)
-            row = [v["metadata"]["name"], str(c["replicas"]), str(c.get("current", c["readyReplicas"])), str(c["readyReplicas"]), age(v)]
+            row = [v["metadata"]["name"], str(c["replicas"]), str(c["current"]), str(c["readyReplicas"]), age(v)]
             if wide:
                 row += [_container(v).get("name", ""), _container(v).get("image", ""), _workload_selector(plural, v)]
             out.append(row)

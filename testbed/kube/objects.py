@@ -255,6 +255,7 @@ def _store_once(
     store: Datastore, lab: str, parsed: list[object], *, create_only: bool, dry_run: bool,
     sources: Sequence[str] | None,
 ) -> list[Change]:
+    from testbed.controllers.namespaces import is_terminating  # noqa: PLC0415 - objects is imported by the controllers' modules
     from testbed.kube import server_fields  # noqa: PLC0415
     from testbed.model.policy import NetworkPolicy  # noqa: PLC0415 - keeps the import graph flat
 
@@ -264,8 +265,8 @@ def _store_once(
     read: dict[str, int] = {}  # key -> the revision we decided on (0: absent)
     created = time.time()
     listed, _ = store.list_versioned(keys.K8S_NAMESPACES)
-    namespaces = {k[len(keys.K8S_NAMESPACES):] for k, v in listed.items() if not _terminating(v.value)}
-    terminating = {k[len(keys.K8S_NAMESPACES):] for k, v in listed.items() if _terminating(v.value)}
+    namespaces = {k[len(keys.K8S_NAMESPACES):] for k, v in listed.items() if not is_terminating(v.value)}
+    terminating = {k[len(keys.K8S_NAMESPACES):] for k, v in listed.items() if is_terminating(v.value)}
 
     def server_error(reason: str, message: str, position: int) -> None:
         source = f'error when creating "{sources[position]}": ' if sources else ""
@@ -385,12 +386,6 @@ def _store_once(
         return in_manifest_order(changes, starts)
     _commit(store, writes, read)
     return in_manifest_order(changes, starts)
-
-
-def _terminating(namespace: Mapping[str, Any]) -> bool:
-    from testbed.controllers.namespaces import is_terminating  # noqa: PLC0415
-
-    return is_terminating(namespace)
 
 
 def _commit(store: Datastore, writes: Mapping[str, dict[str, Any]], read: Mapping[str, int]) -> None:

@@ -9,18 +9,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from testbed.controllers import objects as obj
 from testbed.datastore.base import Datastore
 
 Value = Mapping[str, Any]
 POLL_SECONDS = 0.05
-
-
-def condition(value: Value, kind: str) -> str | None:
-    """The status ("True", "False", "Unknown") of a condition, or None."""
-    for item in value.get("status", {}).get("conditions") or ():
-        if item.get("type") == kind:
-            return str(item.get("status"))
-    return None
 
 
 def _observed(value: Value) -> bool:
@@ -30,7 +23,7 @@ def _observed(value: Value) -> bool:
 
 def pod_ready(value: Value) -> bool:
     """Ready, or done (a pod that ran to completion is as far as it will get)."""
-    return condition(value, "Ready") == "True" or value.get("status", {}).get("phase") in ("Succeeded",)
+    return obj.is_ready_pod(value) or value.get("status", {}).get("phase") == "Succeeded"
 
 
 def deployment_complete(value: Value) -> bool:
