@@ -100,13 +100,13 @@ def test_five_concurrent_applies_of_one_deployment_make_exactly_its_replicas(lab
     manifest = tmp_path / "web.yaml"
     manifest.write_text(json.dumps(deployment("web", ns, 3)))
     argv = [sys.executable, "-m", "testbed", "kubectl", "--lab", lab, "apply", "-f", str(manifest)]
-    started = time.monotonic()
     shells = [subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(5)]
     outputs = [shell.communicate(timeout=120) for shell in shells]
     assert all(shell.returncode == 0 for shell in shells), outputs
     verbs = sorted(out.strip().rsplit(" ", 1)[-1] for out, _err in outputs)
     assert verbs.count("created") == 1, verbs  # one won the create; the others saw it
-    wait_for("3 ready pods", lambda: sum(ready(p) for p in pods(lab, ns).values()) == 3, timeout=10 - (time.monotonic() - started) + 10)
+    # The CLIs return once their Deployment is Ready, so this holds at once; the bound is the issue's.
+    wait_for("3 ready pods", lambda: sum(ready(p) for p in pods(lab, ns).values()) == 3, timeout=10)
     time.sleep(1.0)  # nothing more comes
     assert len(pods(lab, ns)) == 3
     delete_namespace(lab, ns)
@@ -182,8 +182,7 @@ def test_a_killed_program_is_restarted_and_out_of_its_service_meanwhile(lab: str
 
     wait_for("both pods in the Service", lambda: ip in endpoint_ips() and len(endpoint_ips()) == 2)
     os.kill(pid, signal.SIGKILL)
-    seen_unready = wait_for("the pod shown not Ready", lambda: not ready(pods(lab, ns)[victim_name]), timeout=5)
-    assert seen_unready
+    wait_for("the pod shown not Ready", lambda: not ready(pods(lab, ns)[victim_name]), timeout=5)
     assert ip not in endpoint_ips() or wait_for("its address out of the Service", lambda: ip not in endpoint_ips(), timeout=3)
     table = kubectl(lab, "get", "pod", "-n", ns, victim_name).stdout
     assert " 0/1 " in table, table
@@ -232,8 +231,8 @@ def test_a_failed_host_s_pods_are_recreated_elsewhere_and_it_comes_back(lab: str
             on_host1 = [p for p in current.values() if p["spec"].get("nodeName") == "host1" and ready(p)]
             return not (on_host2 & set(current)) and len(on_host1) == 4
 
-        wait_for("4 Ready pods on host1", moved, timeout=10 + 10 + 5)
-        assert time.monotonic() - failed_at <= 10 + 10 + 5
+        # the bound: the grace period (the pod eviction timeout, 10 s) plus 10 s
+        wait_for("4 Ready pods on host1", moved, timeout=10 + 10 - (time.monotonic() - failed_at))
     finally:
         testbed("heal", "--lab", lab, "host", "host2")
     wait_for("host2 Ready again", lambda: "NotReady" not in kubectl(lab, "get", "nodes").stdout)
