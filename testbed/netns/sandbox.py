@@ -100,6 +100,7 @@ class SandboxPlan:
     hidden: tuple[Path, ...] = (STATE_ROOT, NETNS_DIR)  # empty tmpfs over each that exists
     read_only: tuple[Path, ...] = ()  # machine folders shown read-only at the same path (under hidden ones)
     tmp_size: str = TMP_SIZE
+    software: tuple[Path, ...] = field(default_factory=lambda: software_under_tmp())  # kept visible (see there)
 
     @property
     def writable(self) -> tuple[str, ...]:
@@ -119,6 +120,16 @@ def hosts_file(pod: str, ip: str) -> str:
         "fe00::2\tip6-allrouters\n"
         f"{ip}\t{pod}\n"
     )
+
+
+def software_under_tmp(paths: Sequence[Path] | None = None) -> tuple[Path, ...]:
+    """The folders pods' programs run from (this checkout, its virtual environment) that lie
+    under /tmp, which each pod gets fresh: a clone in /tmp would otherwise leave every pod
+    that runs one of the project's programs without its Python (pure, given ``paths``)."""
+    if paths is None:
+        paths = [Path(__file__).resolve().parents[2], Path(sys.prefix).resolve()]
+    tmp = Path("/tmp")
+    return tuple(dict.fromkeys(p for p in paths if tmp in p.parents))
 
 
 def _bind(source: str, target: str, *flags: str) -> list[list[object]]:
@@ -141,6 +152,7 @@ def setup_plan(plan: SandboxPlan) -> list[list[object]]:
         ["mount", "proc", "/proc", "proc", nosuid, None],
         ["hostname", plan.hostname],
         ["detach_nsfs"],
+        *(["hold", str(path)] for path in plan.software),
         ["mount", "tmpfs", "/tmp", "tmpfs", ["nosuid", "nodev"], f"mode=1777,size={plan.tmp_size}"],
         ["mkdir", STAGE, 0o700],
         ["mkdir", f"{STAGE}/pod", 0o755],
@@ -180,6 +192,8 @@ def setup_plan(plan: SandboxPlan) -> list[list[object]]:
         ["mount", f"{STAGE}/pod", folder, None, ["move"], None],
         ["mount", dev, "/dev", None, ["move"], None],
     ]
+    for path in plan.software:
+        steps += [["mkdir", str(path), 0o755], ["bind_held", str(path)]]
     steps += [["rmdir", f"{STAGE}/ro{i}"] for i in range(len(plan.read_only))]
     steps += [["rmdir", f"{STAGE}/pod"], ["rmdir", dev], ["rmdir", STAGE]]
     steps.append(["readonly_except", list(plan.writable)])

@@ -118,10 +118,19 @@ def readonly_except(writable: list[str]) -> None:
         done.add(point)
 
 
+HELD: dict[str, int] = {}  # path -> an O_PATH descriptor of it, taken before a mount covers it
+
+
 def run_step(step: list) -> None:
     kind, args = step[0], step[1:]
     if kind == "mount":
         mount(*args)
+    elif kind == "hold":  # a folder about to be covered (by the pod's /tmp), to bind back later
+        HELD[args[0]] = os.open(args[0], os.O_PATH | os.O_DIRECTORY)
+    elif kind == "bind_held":  # the held folder at its own path again, read-only
+        source = f"/proc/self/fd/{HELD.pop(args[0])}"
+        mount(source, args[0], None, ["bind"], None)
+        mount(None, args[0], None, ["remount", "bind", "ro", "nosuid", "nodev"], None)
     elif kind == "mkdir":
         path, mode = args
         if not os.path.isdir(path):

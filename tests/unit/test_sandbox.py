@@ -204,3 +204,17 @@ def test_init_plan_names_the_netns_and_gives_the_pause_only_a_path() -> None:
 def test_an_unknown_sandbox_method_is_refused_before_anything_starts(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="sandbox method 'clone': must be one of fork, exec"):
         sandbox.launch_sandbox("lab1", "demo", "web", "lab1.nowhere", "10.65.0.7", tmp_path / "web", method="clone")
+
+
+def test_software_under_tmp_stays_visible_read_only_in_the_pod_s_fresh_tmp() -> None:
+    clone, venv = Path("/tmp/ci/clone"), Path("/tmp/ci/clone/.venv")
+    assert sandbox.software_under_tmp([clone, venv, Path("/work/main")]) == (clone, venv)
+    assert sandbox.software_under_tmp([Path("/work/main"), Path("/usr")]) == ()
+    plan = sandbox.SandboxPlan(name="x", netns="n", hostname="web", folder=FOLDER, software=(clone,))
+    steps = sandbox.setup_plan(plan)
+    held, covered = _index(steps, "hold", str(clone)), _index(steps, "mount", "tmpfs", "/tmp")
+    bound = _index(steps, "bind_held", str(clone))
+    assert held < covered < bound < _index(steps, "readonly_except")  # taken before /tmp is covered, then put back
+    assert steps[bound - 1] == ["mkdir", str(clone), 0o755]
+    assert not any(s[0] in ("hold", "bind_held") for s in sandbox.setup_plan(
+        sandbox.SandboxPlan(name="x", netns="n", hostname="web", folder=FOLDER, software=())))
