@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 from testbed import addressing, naming
@@ -194,23 +194,25 @@ def apply_addons(lab: str, store: Datastore) -> list[str]:
     return [c.key for c in changes if c.key]
 
 
-def wait_pods(plan: LabPlan, progress: Progress, store: Datastore, extra: Sequence[str] = ()) -> None:
-    """Until every topology pod (and every ``extra`` object: the add-ons) is Ready, as the
-    kubelets and controllers report it."""
+def wait_pods(plan: LabPlan, progress: Progress, store: Datastore) -> None:
+    """Until every topology pod is Ready, as its kubelet reports it: one listing of the
+    pods per look, whatever their number (not one read per pod)."""
     from testbed.kube import waits  # noqa: PLC0415
 
-    pending = [keys.pod(p.namespace, p.name) for p in plan.pods] + list(extra)
+    pending = {keys.pod(p.namespace, p.name) for p in plan.pods}
     total = len(pending)
     deadline = time.monotonic() + PODS_TIMEOUT_BASE + PODS_TIMEOUT_PER_POD * total
     progress("pods", 0, total)
     while pending:
-        pending = [k for k in pending if not ((v := store.get(k)) is not None and waits.is_ready(v))]
+        listed = store.list(keys.PODS)
+        pending = {k for k in pending if not ((v := listed.get(k)) is not None and waits.is_ready(v))}
         progress("pods", total - len(pending), total)
         if not pending:
             return
         if time.monotonic() > deadline:
+            first = min(pending).removeprefix(keys.PODS)
             raise TimeoutError(
-                f"{len(pending)} of {total} pods not Ready in time (first: {pending[0].removeprefix(keys.PODS)}; "
+                f"{len(pending)} of {total} pods not Ready in time (first: {first}; "
                 "see logs/felix-<host>.log, which holds each host's kubelet)"
             )
         time.sleep(0.05)
