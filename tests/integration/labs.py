@@ -7,10 +7,12 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 NETNS_DIR = Path("/run/netns")
@@ -104,3 +106,16 @@ class RootSnapshot:
             iptables_nft=_without_comments(_run("iptables-nft-save")),
             ipsets=_run("ipset", "list", "-n"),
         )
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
+    """Poll ``check`` until it returns something true (returned), failing the test with
+    ``what`` after ``timeout`` seconds."""
+    import pytest  # noqa: PLC0415 - labs.py is imported by non-test helpers too
+
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout:g} s")
+        time.sleep(0.05)
+    return result

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration import labs
 from tests.integration.labs import REPO, running_lab, testbed
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -69,12 +70,7 @@ def alive(pid: int) -> bool:
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout:g} s")
-        time.sleep(0.05)
-    return result
+    return labs.wait_for(what, check, timeout)
 
 
 def deployment(name: str, namespace: str, replicas: int, image: str = "nginx") -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration import labs
 from tests.integration.labs import in_netns, running_lab
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(sys.platform != "linux", reason="namespaces")]
@@ -70,12 +71,7 @@ def pid_of(value: dict[str, Any] | None, index: int = 0) -> int:
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout:g} s")
-        time.sleep(0.05)
-    return result
+    return labs.wait_for(what, check, timeout)
 
 
 def wait_running(lab: str, name: str) -> dict[str, Any]:
