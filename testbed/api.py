@@ -444,13 +444,7 @@ MANIFEST_READY_TIMEOUT = 60.0
 def pod_manifest(spec: PodSpec) -> dict[str, Any]:
     """The Pod object `testbed pod add` writes for ``spec`` (pure): its host, if pinned, as
     ``spec.nodeName``; a pinned address as Calico's ``cni.projectcalico.org/ipAddrs``."""
-    container: dict[str, Any] = {"name": records.container_name(spec.image), "image": spec.image}
-    if spec.command:
-        container["command"] = list(spec.command)
-    if spec.ports:
-        container["ports"] = [
-            {**({"name": p.name} if p.name else {}), "containerPort": p.port, "protocol": p.protocol} for p in spec.ports
-        ]
+    container = records.container_record(spec.image, spec.command, spec.ports)
     metadata: dict[str, Any] = {"name": spec.name, "namespace": spec.namespace, "labels": spec.label_dict}
     if spec.ip is not None:
         metadata["annotations"] = {records.ANNOTATION_IP_ADDRS: json.dumps([spec.ip])}

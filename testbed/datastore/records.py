@@ -30,6 +30,7 @@ from testbed.datastore.readback import (
     lab_summary as lab_summary,
     node_summary as node_summary,
 )
+from testbed.model.policy import NamedPort
 from testbed.runtime.plan import HostPlan, LabPlan, NamespacePlan, PodPlan
 
 Record = dict[str, Any]
@@ -194,15 +195,21 @@ def container_name(image: str) -> str:
     return image.rsplit("/", 1)[-1].split(":", 1)[0] or "main"
 
 
+def container_record(image: str, command: Iterable[str], ports: Iterable[NamedPort]) -> Record:
+    """A pod's one container as a manifest has it: named after its image, its command and
+    its (named) ports."""
+    container: Record = {"name": container_name(image), "image": image}
+    if command := list(command):
+        container["command"] = command
+    if ports := [
+        {**({"name": p.name} if p.name else {}), "containerPort": p.port, "protocol": p.protocol} for p in ports
+    ]:
+        container["ports"] = ports
+    return container
+
+
 def k8s_pod_record(lab: str, pod: PodPlan, host_ip: IPv4Address, created: float) -> Record:
-    container: Record = {"name": container_name(pod.image), "image": pod.image}
-    if pod.command:
-        container["command"] = list(pod.command)
-    if pod.ports:
-        container["ports"] = [
-            {**({"name": p.name} if p.name else {}), "containerPort": p.port, "protocol": p.protocol}
-            for p in pod.ports
-        ]
+    container = container_record(pod.image, pod.command, pod.ports)
     metadata = _metadata(lab, "Pod", pod.name, created, namespace=pod.namespace)
     if pod.labels:
         metadata["labels"] = dict(pod.labels)
