@@ -119,7 +119,13 @@ def decide(
                             or "-j " + names.PROFILE_OUT in p.text), "")
             return Decision("ACCEPT", f"no policy isolates it ({profile or 'profile'} allows all)", f.line)
         if "Return if policy accepted" in text:
-            accepted = [a for a in fired if a.chain in policy_chains and "--set-xmark 0x10000/0x10000" in a.text]
+            # Only the policies this endpoint's chain jumped to, in its order: a policy chain
+            # of another endpoint on the host may have counted concurrent traffic meanwhile.
+            order = {chain: i for i, chain in enumerate(jumps(f.text for f in mine))}
+            accepted = sorted(
+                (a for a in fired if a.chain in order and "--set-xmark 0x10000/0x10000" in a.text),
+                key=lambda a: (order[a.chain], a.index),
+            )
             for a in accepted:
                 for c in comments(a.text):
                     named = _rule_name(c)

@@ -80,3 +80,20 @@ def test_raw_anti_spoofing_and_unknown_interface_drops() -> None:
     assert decide(spoof, FW, POLICIES).by.startswith("anti-spoofing")
     unknown = [Fired("cali-from-wl-dispatch", 4, '-m comment --comment "Unknown interface" -j DROP')]
     assert decide(unknown, FW, POLICIES).verdict == "DROP"
+
+
+def test_a_policy_of_another_endpoint_that_counted_concurrent_traffic_is_not_named() -> None:
+    """The stars lab's probes keep hitting the client's allow-ui policy on the same host while
+    a trace of client -> frontend runs: only the policies the judging endpoint's chain jumped
+    to may decide (seen once in a CI run: 'ACCEPT by client/allow-ui')."""
+    other = "cali-pi-_aaa"  # sorts before PI: it was named first
+    policies = {**POLICIES, other: "client/allow-ui"}
+    fired = [
+        Fired(other, 0, '-m comment --comment "client/allow-ui ingress[0]" -j MARK --set-xmark 0x10000/0x10000'),
+        Fired(TW, 2, "-j MARK --set-xmark 0x0/0x30000"),
+        Fired(TW, 3, f"-m mark --mark 0x0/0x20000 -j {PI}"),
+        Fired(PI, 0, '-m comment --comment "x/allow-from-y ingress[0]" -j MARK --set-xmark 0x10000/0x10000'),
+        Fired(TW, 4, '-m comment --comment "Return if policy accepted" -m mark --mark 0x10000/0x10000 -j RETURN'),
+    ]
+    d = decide(fired, TW, policies)
+    assert (d.verdict, d.by) == ("ACCEPT", "x/allow-from-y ingress rule 0")
