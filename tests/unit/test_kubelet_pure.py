@@ -154,12 +154,35 @@ def test_readiness_needs_its_successes_and_flips_after_its_failures() -> None:
     assert not state.passing and not probes.due(state, T0 + 1.9) and probes.due(state, T0 + 2)
     assert not probes.due(probes.launched(state), T0 + 3)
     state = probes.record(state, probe, True, T0 + 2)
-    assert not state.passing and state.next_due == T0 + 3
+    assert not state.passing and state.next_due == T0 + 2 + probes.UNTIL_READY_SECONDS
     state = probes.record(state, probe, True, T0 + 3)
-    assert state.passing
+    assert state.passing and state.next_due == T0 + 4
     state = probes.record(state, probe, False, T0 + 4)
     assert state.passing
     assert not probes.record(state, probe, False, T0 + 5).passing
+
+
+def test_a_readiness_probe_that_never_passed_is_retried_soon_then_a_period_apart_once_it_did() -> None:
+    pod = parse_pod(KEY, with_container(readinessProbe={"tcpSocket": {"port": 80}, "periodSeconds": 10}))
+    probe = pod.containers[0].readiness
+    assert probe is not None
+    state = probes.record(probes.initial("readiness", probe, T0), probe, False, T0)  # not listening yet
+    assert state.next_due == T0 + probes.UNTIL_READY_SECONDS
+    state = probes.record(state, probe, True, T0 + 1)
+    assert state.passing and state.next_due == T0 + 11
+    state = probes.record(state, probe, False, T0 + 11)  # one failure of three: still Ready
+    assert state.passing and state.next_due == T0 + 21
+    state = probes.record(state, probe, False, T0 + 21)
+    state = probes.record(state, probe, False, T0 + 31)
+    assert not state.passing and state.next_due == T0 + 41  # Ready once: failures a period apart
+
+
+def test_a_failing_liveness_probe_keeps_its_period() -> None:
+    pod = parse_pod(KEY, with_container(livenessProbe={"tcpSocket": {"port": 80}, "periodSeconds": 5, "failureThreshold": 3}))
+    probe = pod.containers[0].liveness
+    assert probe is not None
+    state = probes.record(probes.initial("liveness", probe, T0), probe, False, T0)
+    assert state.passing and state.next_due == T0 + 5
 
 
 def test_liveness_starts_passing() -> None:
