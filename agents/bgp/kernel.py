@@ -12,10 +12,8 @@ from __future__ import annotations
 import socket
 from typing import Protocol
 
-from agents.bgp.rtnetlink import RouteEntry, RouteSocket
 from testbed.naming import HOST_INTERFACE
-
-PROTO_BIRD = 12  # `proto bird`, as testbed.netns.links.PROTO_BIRD (not imported: it loads pyroute2)
+from testbed.netns.rtnetlink import PROTO_BIRD, RouteEntry, RouteSocket
 
 
 class Kernel(Protocol):

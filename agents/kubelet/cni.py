@@ -30,8 +30,8 @@ from testbed.datastore import blocks, keys, records
 from testbed.datastore.base import Datastore, Versioned
 from testbed.model.policy import NamedPort
 from testbed.netns import namespaces, processes
-from testbed.netns.links import PROTO_BIRD, NetnsLinks
-from testbed.netns.workload import PodNetwork, build_pod, remove_pod
+from testbed.netns.rtnetlink import PROTO_BIRD, RtnlLinks
+from testbed.netns.workload import Links, PodNetwork, build_pod, remove_pod
 from testbed.runtime import state
 from testbed.runtime.plan import PodPlan
 
@@ -177,7 +177,7 @@ def release_address(store: Datastore, handle_id: str) -> int:
 # --- plumbing -----------------------------------------------------------------------------
 
 
-def plumb(pod: PodNetwork, host: NetnsLinks, block: IPv4Network, borrowed: bool) -> str:
+def plumb(pod: PodNetwork, host: Links, block: IPv4Network, borrowed: bool) -> str:
     """The pod's netns and veth (idempotent), and the blackhole of its block on the host
     when the block is the host's own; returns the pod's MAC."""
     if not borrowed:
@@ -249,12 +249,12 @@ class CniNetwork:
 
     def __init__(self, lab: str, store: Datastore, host: str) -> None:
         self.lab, self.store, self.host = lab, store, host
-        self._host_links: NetnsLinks | None = None  # one handle on the host's netns for all its pods
+        self._host_links: RtnlLinks | None = None  # one handle on the host's netns for all its pods
 
-    def _links(self) -> NetnsLinks:
-        """The host netns handle, opened once (opening one forks a helper: ~20 ms a pod)."""
+    def _links(self) -> RtnlLinks:
+        """The host netns handle, opened once and kept for all its pods."""
         if self._host_links is None:
-            self._host_links = NetnsLinks(naming.host_netns(self.lab, self.host))
+            self._host_links = RtnlLinks(naming.host_netns(self.lab, self.host))
         self._host_links.forget()
         return self._host_links
 

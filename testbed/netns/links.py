@@ -16,9 +16,8 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-# Route protocols, as `ip route` prints them (/etc/iproute2/rt_protos).
-PROTO_BOOT = 3  # what Felix uses for workload routes (`ip route` omits it)
-PROTO_BIRD = 12  # routes learned over BGP, `proto bird`
+from testbed.netns.rtnetlink import PROTO_BIRD, PROTO_BOOT  # noqa: F401 - one definition of each
+
 PROTO_FELIX = 80  # routes Felix owns outright
 
 

@@ -1,8 +1,10 @@
 """Named network namespaces: create, list, remove, find the processes inside, set sysctls.
 
-The running process never changes its own namespace. Namespaces are created by
-pyroute2 (in a child process); sysctls are written from a short-lived thread that
-joins the target namespace, so the caller's threads stay where they are.
+The running process never changes its own namespace. A namespace is made as `ip netns
+add` makes it, from a short-lived thread (unshare acts per thread), and sysctls are
+written from a short-lived thread that joins the target namespace, so the caller's
+threads stay where they are. No child process: pyroute2's ``netns.create`` forks one per
+namespace, which a kubelet's CNI ADD paid for every pod.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import TypeVar
 
 NETNS_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000
+MS_BIND, MS_REC, MS_SHARED = 4096, 16384, 1 << 20
+MNT_DETACH = 2
 
 T = TypeVar("T")
 
@@ -41,21 +45,56 @@ def is_netns(name: str) -> bool:
         return False
 
 
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _share_folder() -> None:
+    """/run/netns a shared mount, as iproute2 leaves it (bind-mounted onto itself first if
+    it is not a mount point), so that a namespace mounted there shows in every mount
+    namespace that copied it."""
+    NETNS_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
+    folder = str(NETNS_DIR).encode()
+    if _libc.mount(b"none", folder, None, ctypes.c_ulong(MS_SHARED | MS_REC), None) == 0:
+        return
+    _check(_libc.mount(folder, folder, b"none", ctypes.c_ulong(MS_BIND | MS_REC), None), f"bind {NETNS_DIR}")
+    _check(_libc.mount(b"none", folder, None, ctypes.c_ulong(MS_SHARED | MS_REC), None), f"share {NETNS_DIR}")
+
+
 def create(name: str) -> None:
-    """Create a named netns (as `ip netns add`): fails if the name is taken."""
+    """Create a named netns (as `ip netns add`): fails if the name is taken. A thread of
+    its own unshares its netns and bind-mounts it on /run/netns/<name>, then ends."""
     if exists(name):
         raise FileExistsError(f"network namespace {name} already exists")
-    from pyroute2 import netns  # here: processes that only check where they are skip its import
+    _share_folder()
+    target = path_of(name)
+    os.close(os.open(target, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    box: dict[str, BaseException] = {}
 
-    netns.create(name)
+    def work() -> None:
+        try:
+            _check(_libc.unshare(CLONE_NEWNET), f"unshare for netns {name}")
+            source = f"/proc/self/task/{threading.get_native_id()}/ns/net".encode()
+            _check(_libc.mount(source, str(target).encode(), b"none", ctypes.c_ulong(MS_BIND), None), f"mount netns {name}")
+        except BaseException as exc:  # handed back to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=work, name=f"netns-create:{name}")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        target.unlink(missing_ok=True)
+        raise box["error"]
 
 
 def remove(name: str) -> None:
     """Unmount and delete a named netns; a missing one is not an error."""
-    if exists(name):
-        from pyroute2 import netns
-
-        netns.remove(name)
+    target = path_of(name)
+    if target.exists():
+        _libc.umount2(str(target).encode(), MNT_DETACH)  # not mounted (a creation that died): just the file
+        target.unlink(missing_ok=True)
 
 
 def is_current(name: str) -> bool:

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from testbed import addressing, naming
 from testbed.netns import etc_files, namespaces
-from testbed.netns.links import NetnsLinks
+from testbed.netns.rtnetlink import RtnlLinks
 
 
 class PodNetwork(Protocol):
@@ -29,6 +29,25 @@ class PodNetwork(Protocol):
     def ip(self) -> IPv4Address: ...
 
 
+class Links(Protocol):
+    """A netlink handle in one netns: ``testbed.netns.rtnetlink.RtnlLinks`` (the CNI ADD's,
+    no fork) or ``testbed.netns.links.NetnsLinks`` (pyroute2's, `testbed migrate`'s)."""
+
+    netns: str
+
+    def has(self, ifname: str) -> bool: ...
+    def delete_link(self, ifname: str) -> None: ...
+    def add_veth(self, ifname: str, peer: str, peer_netns: str, mac: str | None = None) -> None: ...
+    def set_up(self, ifname: str) -> None: ...
+    def mac(self, ifname: str) -> str: ...
+    def add_address(self, ifname: str, address: str, prefixlen: int, replace: bool = False) -> None: ...
+    def add_route(
+        self, dst: str, *, dev: str | None = None, via: str | None = None, scope: str | None = None,
+        blackhole: bool = False, proto: int = ..., replace: bool = False,
+    ) -> None: ...  # fmt: skip
+    def add_neighbour(self, ip: str, mac: str, dev: str) -> None: ...
+
+
 def workload_sysctls(interface: str) -> dict[str, str]:
     """What Calico's CNI plugin and Felix set on every host-side cali interface."""
     return {
@@ -40,7 +59,7 @@ def workload_sysctls(interface: str) -> dict[str, str]:
     }
 
 
-def build_pod(pod: PodNetwork, host: NetnsLinks) -> str:
+def build_pod(pod: PodNetwork, host: Links) -> str:
     """A pod netns plumbed as Calico's CNI plugin does, plus Felix's route and neighbour;
     returns the MAC of the pod's eth0.
 
@@ -53,7 +72,7 @@ def build_pod(pod: PodNetwork, host: NetnsLinks) -> str:
     if not namespaces.exists(pod.netns):
         namespaces.create(pod.netns)
     gateway = str(addressing.WORKLOAD_GATEWAY)
-    with NetnsLinks(pod.netns) as p:
+    with RtnlLinks(pod.netns) as p:
         if not p.has(naming.POD_INTERFACE):
             host.delete_link(pod.interface)
             host.add_veth(pod.interface, naming.POD_INTERFACE, pod.netns, mac=naming.WORKLOAD_MAC)
@@ -73,7 +92,7 @@ def build_pod(pod: PodNetwork, host: NetnsLinks) -> str:
     return pod_mac
 
 
-def plug_workload(host: NetnsLinks, interface: str, ip: str, mac: str, replace: bool = False) -> None:
+def plug_workload(host: Links, interface: str, ip: str, mac: str, replace: bool = False) -> None:
     """The host end of a workload's veth as the CNI plugin and Felix leave it: sysctls, link
     up, the /32 route and the permanent neighbour. Also used when a pod migrates
     (``replace``: the host may hold a BGP /32 that pointed at the pod's previous home)."""

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agents.bgp.config import Peer, bird_rr_config, exabgp_config, exabgp_environment
-from agents.bgp.rtnetlink import RouteSocket
+from testbed.netns.rtnetlink import RouteSocket
 from testbed import addressing, naming
 from testbed.netns import namespaces, processes
 from testbed.netns.links import PROTO_BIRD, NetnsLinks

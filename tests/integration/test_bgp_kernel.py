@@ -106,7 +106,7 @@ def test_many_routes_come_back_in_one_dump(host: str) -> None:
 def test_a_route_socket_made_inside_a_netns_stays_there(host: str) -> None:
     """What `up`'s convergence wait relies on: made by a thread that joined the host's netns,
     the socket reads that netns's routes from the caller's own thread (in the root netns)."""
-    from agents.bgp.rtnetlink import RouteSocket
+    from testbed.netns.rtnetlink import RouteSocket
 
     inside(host, lambda k: k.replace("10.65.0.64/26", "172.18.203.12"))
     sock = namespaces.run_inside(host, RouteSocket)

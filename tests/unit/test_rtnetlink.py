@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from agents.bgp import rtnetlink as rt
+from testbed.netns import rtnetlink as rt
 from agents.bgp.kernel import PROTO_BIRD
 
 
@@ -82,3 +82,60 @@ def test_a_datagram_holds_several_messages() -> None:
 def test_an_error_message_carries_the_errno() -> None:
     assert rt.error_of(struct.pack("<i", 0) + nlmsghdr(16, 24, 5, 1)) == 0
     assert rt.error_of(struct.pack("<i", -101) + nlmsghdr(16, 24, 5, 1)) == 101  # ENETUNREACH
+
+
+# --- a pod's plumbing (the kubelet's CNI ADD) ------------------------------------------------
+
+
+def ifinfomsg(index: int = 0, flags: int = 0, change: int = 0) -> bytes:
+    return struct.pack("<BxHiII", 0, 0, index, flags, change)
+
+
+CREATE_NEW = 0x1 | 0x4 | 0x400 | 0x200  # REQUEST | ACK | CREATE | EXCL
+CREATE_OR_REPLACE = 0x1 | 0x4 | 0x400 | 0x100
+
+
+def test_get_link_asks_by_name_without_a_dump() -> None:
+    body = ifinfomsg() + rta(3, b"cali1234\0")
+    assert rt.encode_get_link(4, "cali1234") == nlmsghdr(16 + len(body), 18, 0x1, 4) + body
+
+
+def test_add_veth_names_both_ends_puts_the_peer_in_its_netns_and_the_mac_on_this_end() -> None:
+    peer = rta(1, ifinfomsg() + rta(3, b"eth0\0") + rta(28, struct.pack("<I", 9)))
+    linkinfo = rta(1, b"veth") + rta(2, peer)
+    body = ifinfomsg() + rta(3, b"calia\0") + rta(1, bytes([0xEE] * 6)) + rta(18, linkinfo)
+    got = rt.encode_add_veth(2, "calia", "eth0", 9, mac="ee:ee:ee:ee:ee:ee")
+    assert got == nlmsghdr(16 + len(body), 16, CREATE_NEW, 2) + body
+
+
+def test_set_up_and_delete_name_the_link_by_index() -> None:
+    assert rt.encode_set_up(1, 7) == nlmsghdr(32, 16, 0x5, 1) + ifinfomsg(7, 1, 1)
+    assert rt.encode_delete_link(2, 7) == nlmsghdr(32, 17, 0x5, 2) + ifinfomsg(7)
+
+
+def test_an_address_is_local_and_peer_alike_and_replace_keeps_one_already_there() -> None:
+    body = struct.pack("<BBBBI", 2, 32, 0, 0, 5) + rta(2, bytes([10, 65, 0, 3])) + rta(1, bytes([10, 65, 0, 3]))
+    assert rt.encode_add_address(3, 5, "10.65.0.3", 32, replace=True) == nlmsghdr(16 + len(body), 20, CREATE_OR_REPLACE, 3) + body
+    assert struct.unpack_from("<H", rt.encode_add_address(3, 5, "10.65.0.3", 32), 6)[0] == CREATE_NEW
+
+
+def test_workload_routes_link_scope_default_via_gateway_and_blackhole() -> None:
+    link = rtmsg(32, 254, 3, 253, 1) + rta(1, bytes([169, 254, 1, 1])) + rta(4, struct.pack("<I", 2))
+    got = rt.encode_route(1, "169.254.1.1/32", oif=2, scope=rt.RT_SCOPE_LINK, proto=3, replace=True)
+    assert got == nlmsghdr(16 + len(link), 24, CREATE_OR_REPLACE, 1) + link
+    default = rtmsg(0, 254, 3, 0, 1) + rta(1, bytes(4)) + rta(5, bytes([169, 254, 1, 1])) + rta(4, struct.pack("<I", 2))
+    got = rt.encode_route(2, "0.0.0.0/0", oif=2, gateway="169.254.1.1", proto=3)
+    assert got == nlmsghdr(16 + len(default), 24, CREATE_NEW, 2) + default
+    hole = rtmsg(26, 254, 12, 0, 6) + rta(1, bytes([10, 65, 0, 0]))
+    assert rt.encode_route(3, "10.65.0.0/26", proto=12, blackhole=True, replace=True) == nlmsghdr(16 + len(hole), 24, CREATE_OR_REPLACE, 3) + hole
+
+
+def test_a_permanent_neighbour_is_replaced_in_place() -> None:
+    body = struct.pack("<BxxxiHBB", 2, 4, 0x80, 0, 0) + rta(1, bytes([10, 65, 0, 3])) + rta(2, bytes.fromhex("0a1b2c3d4e5f"))
+    assert rt.encode_permanent_neighbour(6, 4, "10.65.0.3", "0a:1b:2c:3d:4e:5f") == nlmsghdr(16 + len(body), 28, CREATE_OR_REPLACE, 6) + body
+
+
+def test_a_link_is_parsed_with_its_index_name_and_mac() -> None:
+    payload = ifinfomsg(12, 1, 0) + rta(3, b"eth0\0") + rta(1, bytes.fromhex("f69810a9c7ae"))
+    assert rt.parse_link(payload) == rt.LinkEntry(12, "eth0", "f6:98:10:a9:c7:ae")
+    assert rt.parse_link(ifinfomsg(1) + rta(3, b"lo\0")).mac is None
