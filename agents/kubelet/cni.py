@@ -32,7 +32,7 @@ from testbed.model.policy import NamedPort
 from testbed.netns import namespaces, processes
 from testbed.netns.rtnetlink import PROTO_BIRD, RtnlLinks
 from testbed.netns.workload import Links, PodNetwork, build_pod, remove_pod
-from testbed.runtime import state
+from testbed.runtime import programs, state
 from testbed.runtime.plan import PodPlan
 
 IPAM_LOCK = "ipam.lock"
@@ -196,7 +196,9 @@ def unplumb(netns: str) -> None:
 def delete(lab: str, store: Datastore, namespace: str, pod: str, node: str) -> int:
     """CNI DEL, the caller holding ``ipam_lock``: the pod's netns (and what runs there), its
     addresses, IPAM handle and WorkloadEndpoint. Idempotent; addresses freed."""
-    unplumb(naming.pod_netns(lab, namespace, pod))
+    netns = naming.pod_netns(lab, namespace, pod)
+    unplumb(netns)
+    programs.sandbox_record(lab, netns).unlink(missing_ok=True)
     freed = release_address(store, naming.ipam_handle(namespace, pod))
     store.delete(keys.workload_endpoint_of(node, namespace, pod))
     return freed

@@ -255,6 +255,7 @@ class Launch:
     pod: str  # <ns>/<pod>
     proc: subprocess.Popen[bytes] | None
     log: Path | None
+    record: Path | None = None  # where the pause's PID is noted for ``find``
     started: float = field(default_factory=time.monotonic)
     pid: int | None = None
     child: int | None = None
@@ -273,6 +274,8 @@ class Launch:
             last = errors.splitlines()[-1] if errors else f"exit {code}"
             raise SandboxError(f"pod {self.pod}: sandbox failed: {last}")
         self.pid = int(out)
+        if self.record is not None:
+            write_record(self.record, self.pid)
         return self.pid
 
     def _timed_out(self) -> SandboxError:
@@ -359,13 +362,15 @@ def launch_sandbox(
     read_only: Sequence[Path] = (),
     state_root: Path = STATE_ROOT,
     method: str | None = None,
+    record: Path | None = None,
 ) -> Launch:
     """Start making the pod's sandbox in ``netns`` (in a child; ``method`` one of
     ``METHODS``, default ``METHOD``: "fork" costs the caller about 2 ms of a core, "exec"
     about 25 ms):
     ``folder`` is made if missing (it must not be under /tmp, which the pod gets fresh),
     /etc/hostname and /etc/hosts are written. Setup errors go to ``log`` and into the
-    message of ``Launch.wait``."""
+    message of ``Launch.wait``. ``record``: where ``wait`` notes the pause (see ``find``);
+    it must lie where no pod can write."""
     method = method or METHOD
     if method not in METHODS:
         raise ValueError(f"sandbox method {method!r}: must be one of {', '.join(METHODS)}")
@@ -381,7 +386,7 @@ def launch_sandbox(
     )
     if method == "fork":
         child, fd = _fork(init_plan(plan))
-        return Launch(f"{namespace}/{pod}", None, log, child=child, fd=fd)
+        return Launch(f"{namespace}/{pod}", None, log, record, child=child, fd=fd)
     proc = subprocess.Popen(
         pause_argv(netns, plan),
         stdin=subprocess.DEVNULL,
@@ -390,7 +395,7 @@ def launch_sandbox(
         start_new_session=True,
         env={"PATH": os.environ.get("PATH", DEFAULT_PATH)},
     )
-    return Launch(f"{namespace}/{pod}", proc, log)
+    return Launch(f"{namespace}/{pod}", proc, log, record)
 
 
 def start_container(
@@ -460,13 +465,43 @@ def _ns_pids(pid: int) -> list[int]:
     return []
 
 
-def find(netns: str) -> int | None:
+def write_record(record: Path, pid: int) -> None:
+    """Note the pause ``pid`` (and its start time) at ``record``, for ``find``."""
+    record.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    temporary = record.with_name(f".{record.name}.tmp")
+    temporary.write_text(f"{pid} {processes.start_time(pid)}\n")
+    temporary.replace(record)
+
+
+def _is_pause(pid: int, netns: str, depth: int) -> bool:
+    """``pid`` is PID 1 of a PID namespace just below ours, in ``netns``."""
+    ids = _ns_pids(pid)
+    if len(ids) != depth + 1 or ids[-1] != 1:
+        return False
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(namespaces.path_of(netns)).st_ino
+    except OSError:
+        return False
+
+
+def find(netns: str, record: Path | None = None) -> int | None:
     """The pause of the pod whose netns is ``netns``: the process there that is PID 1 of a
-    PID namespace below ours. None when the pod has no sandbox (any more)."""
+    PID namespace below ours. None when the pod has no sandbox (any more).
+
+    With ``record`` (what ``launch_sandbox`` was given): only the process noted there, if
+    it is still that pause; no record, no sandbox. Without: every process is looked at,
+    which costs O(processes) (a kubelet starting 250 pods' first containers spent half
+    its time there)."""
     depth = len(_ns_pids(os.getpid()))
+    if record is not None:
+        try:
+            pid_text, _, ticks = record.read_text().partition(" ")
+            pid, start = int(pid_text), int(ticks)
+        except (OSError, ValueError):
+            return None
+        return pid if processes.is_ours(pid, start) and _is_pause(pid, netns, depth) else None
     for pid in sorted(namespaces.pids_by_netns([netns]).get(netns, [])):
-        ids = _ns_pids(pid)
-        if len(ids) == depth + 1 and ids[-1] == 1 and processes.is_alive(pid):
+        if _is_pause(pid, netns, depth) and processes.is_alive(pid):
             return pid
     return None
 

@@ -31,6 +31,11 @@ def log_path(lab: str, namespace: str, pod: str) -> Path:
     return state.folder(lab) / "logs" / f"{namespace}.{pod}.log"
 
 
+def sandbox_record(lab: str, netns: str) -> Path:
+    """Where the pod's pause is noted (``sandbox.find``): in the lab's folder, which no pod sees."""
+    return state.folder(lab) / "sandboxes" / netns
+
+
 def launch_sandbox(lab: str, namespace: str, pod: str, netns: str, ip: str, image: str) -> sandbox.Launch:
     """Start making the pod's sandbox (in the background: ``.wait()`` for its pause's PID).
     An image that reads the lab's etcd (coredns, star-collect) sees the lab's folder, read-only."""
@@ -38,12 +43,13 @@ def launch_sandbox(lab: str, namespace: str, pod: str, netns: str, ip: str, imag
     return sandbox.launch_sandbox(
         lab, namespace, pod, netns, ip, pod_folder(lab, namespace, pod),
         log=log_path(lab, namespace, pod), read_only=read_only, state_root=state.root(),
+        record=sandbox_record(lab, netns),
     )  # fmt: skip
 
 
 def ensure_sandbox(lab: str, namespace: str, pod: str, netns: str, ip: str | None, image: str) -> int:
     """The pause PID of the pod's sandbox, made now if it has none (needs ``ip``)."""
-    found = sandbox.find(netns)
+    found = sandbox.find(netns, sandbox_record(lab, netns))
     if found is not None:
         return found
     if ip is None:

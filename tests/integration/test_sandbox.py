@@ -315,7 +315,11 @@ def test_fork_and_exec_make_the_same_sandbox(lab: str) -> None:
         try:
             etc_files.write(netns, "resolv.conf", "nameserver 10.66.0.10\n")
             folder = state.folder(lab) / "pods" / f"test.{pod}"
-            pid = sandbox.launch_sandbox(lab, "test", pod, netns, "10.65.250.1", folder, method=method, state_root=state.root()).wait()
+            record = state.folder(lab) / "sandboxes" / netns
+            pid = sandbox.launch_sandbox(
+                lab, "test", pod, netns, "10.65.250.1", folder, method=method, state_root=state.root(), record=record
+            ).wait()
+            assert sandbox.find(netns, record) == sandbox.find(netns) == pid  # the record names the pause the scan finds
             inside = subprocess.run(
                 ["nsenter", f"--target={pid}", "--uts", "--net", "--mount", "--pid", "--", "sh", "-c",
                  "hostname; cat /etc/resolv.conf /etc/hosts; ls /sys/class/net /run/netns /dev; ps -o args"],
@@ -329,6 +333,7 @@ def test_fork_and_exec_make_the_same_sandbox(lab: str) -> None:
             )
         finally:
             sandbox.stop(netns, grace=0.5)
+            assert sandbox.find(netns, state.folder(lab) / "sandboxes" / netns) is None  # a stale record names nothing
             subprocess.run(["ip", "netns", "del", netns], check=True)
             etc_files.remove(netns)
     assert seen["fork"] == seen["exec"]

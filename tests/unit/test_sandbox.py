@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -204,6 +205,16 @@ def test_init_plan_names_the_netns_and_gives_the_pause_only_a_path() -> None:
 def test_an_unknown_sandbox_method_is_refused_before_anything_starts(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="sandbox method 'clone': must be one of fork, exec"):
         sandbox.launch_sandbox("lab1", "demo", "web", "lab1.nowhere", "10.65.0.7", tmp_path / "web", method="clone")
+
+
+def test_a_sandbox_record_is_trusted_only_for_a_live_pause_in_that_netns(tmp_path: Path) -> None:
+    record = tmp_path / "sandboxes" / "lab1.demo.web"
+    assert sandbox.find("lab1.demo.web", record) is None  # no record: no sandbox, and no scan of every process
+    sandbox.write_record(record, os.getpid())  # a live process, but no pause (what a forged record would name)
+    assert record.read_text().split()[0] == str(os.getpid())
+    assert sandbox.find("lab1.demo.web", record) is None
+    record.write_text("not a pid\n")
+    assert sandbox.find("lab1.demo.web", record) is None
 
 
 def test_software_under_tmp_stays_visible_read_only_in_the_pod_s_fresh_tmp() -> None:
