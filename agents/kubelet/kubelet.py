@@ -193,15 +193,18 @@ class Kubelet:
             self._adopted = True
         self._check_enforced(now)
         statuses: Statuses = {}
+        todo: list[tuple[str, PodView | None, Action]] = []
         for key in sorted(self.pods.keys() | set(self.local)):
             pod = self._view(key, statuses)
             action = desired.decide(self.host, pod, self.local.get(key))
             if action is Action.ADD and pod is not None:
                 self.local[key] = _new_local(pod, now)
-                self._save()  # before the CNI ADD: a restart half-way finds the pod ours
                 LOG.info("%s is bound here: taking it on", pod.ref)
                 action = Action.SYNC
-            elif action is Action.ADOPT and pod is not None:
+            todo.append((key, pod, action))
+        self._save()  # the pods taken on, before their CNI ADDs: a restart half-way finds them ours
+        for key, pod, action in todo:
+            if action is Action.ADOPT and pod is not None:
                 self._adopt(key, pod, now)
                 action = Action.SYNC if key in self.local else Action.IGNORE
             if action is Action.SYNC and pod is not None:
