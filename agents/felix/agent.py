@@ -13,6 +13,7 @@ routes to its local workloads and their interfaces' sysctls.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import queue
@@ -22,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ from agents.felix.apply import IPSets, IptablesTable, Runner, SubprocessRunner, 
 from agents.felix.render.host import HostRules, render_host
 from agents.kubeproxy import KubeProxyTables, desired_rules
 from testbed import naming
-from testbed.netns import namespaces
+from testbed.netns import namespaces, rtnetlink
 from testbed.datastore import keys, records
 from testbed.datastore.base import Datastore, DatastoreError, WatchCallback, WatchEvent
 from testbed.kube.view import PREFIXES as VIEW_PREFIXES, ViewCache
@@ -84,16 +86,14 @@ class Dataplane:
         """`<pod IP> dev caliX scope link` and the cali sysctls, for every local workload.
 
         One dump of the routes, interface indexes from if_nametoindex, and only missing
-        routes are replaced: a pyroute2 lookup per pod dumped every link each time
-        (quadratic: over a second at 250 pods per host, on every timed resync); even one
-        parsed link dump costs 55 ms there, the 250 ioctls well under one."""
-        from pyroute2 import IPRoute  # here: unit tests of the agent's logic never need it
-
-        with IPRoute() as ipr:
+        routes are replaced: a lookup per pod dumped every link each time (quadratic: over
+        a second at 250 pods per host, on every timed resync). The socket is
+        ``testbed.netns.rtnetlink``'s: the agent imported pyroute2 for this alone."""
+        with contextlib.closing(rtnetlink.RouteSocket()) as sock:
             present = {
-                (msg.get_attr("RTA_DST"), msg.get_attr("RTA_OIF"))
-                for msg in ipr.get_routes(family=socket.AF_INET, table=MAIN_TABLE)
-                if msg["dst_len"] == 32 and msg["scope"] == SCOPE_LINK and msg["proto"] == PROTO_BOOT
+                (route.dst, route.oif)
+                for route in sock.routes(MAIN_TABLE)
+                if route.dst.endswith("/32") and route.scope == SCOPE_LINK and route.proto == PROTO_BOOT
             }
             for ep in local:
                 interface = naming.workload_interface(ep.namespace, ep.name)
@@ -101,8 +101,10 @@ class Dataplane:
                     oif = socket.if_nametoindex(interface)
                 except OSError:
                     continue  # the pod is being created or deleted
-                if (ep.ip, oif) not in present:
-                    ipr.route("replace", dst=f"{ep.ip}/32", oif=oif, scope=SCOPE_LINK, proto=PROTO_BOOT)
+                if (f"{ep.ip}/32", oif) not in present:
+                    sock.request(partial(
+                        rtnetlink.encode_route, prefix=f"{ep.ip}/32", oif=oif, scope=SCOPE_LINK, proto=PROTO_BOOT, replace=True
+                    ))  # fmt: skip
                 for key, value in (("proxy_arp", "1"), ("forwarding", "1"), ("route_localnet", "1")):
                     path = Path(f"/proc/sys/net/ipv4/conf/{interface}/{key}")
                     try:

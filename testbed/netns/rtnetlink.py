@@ -77,6 +77,7 @@ class RouteEntry:
     proto: int
     table: int
     kind: int  # RTN_UNICAST, RTN_BLACKHOLE (6), ...
+    scope: int = RT_SCOPE_UNIVERSE  # RT_SCOPE_LINK (253) for `dev X scope link`
 
 
 class NetlinkError(OSError):
@@ -238,7 +239,7 @@ def attributes(data: bytes, offset: int = 0) -> dict[int, bytes]:
 
 def parse_route(payload: bytes) -> RouteEntry | None:
     """A route from an RTM_NEWROUTE payload; None for another family."""
-    family, dst_len, _src, _tos, table, proto, _scope, kind, _flags = _RTMSG.unpack_from(payload)
+    family, dst_len, _src, _tos, table, proto, scope, kind, _flags = _RTMSG.unpack_from(payload)
     if family != AF_INET:
         return None
     attrs = attributes(payload, _RTMSG.size)
@@ -247,7 +248,7 @@ def parse_route(payload: bytes) -> RouteEntry | None:
     oif = _U32.unpack(attrs[RTA_OIF])[0] if RTA_OIF in attrs else None
     if RTA_TABLE in attrs:
         table = _U32.unpack(attrs[RTA_TABLE])[0]
-    return RouteEntry(f"{dst}/{dst_len}", gateway, oif, proto, table, kind)
+    return RouteEntry(f"{dst}/{dst_len}", gateway, oif, proto, table, kind, scope)
 
 
 def error_of(payload: bytes) -> int:

@@ -49,8 +49,8 @@ def test_dump_asks_for_every_ipv4_route() -> None:
 
 
 def kernel_route(dst: bytes | None, dst_len: int, gateway: bytes | None, *, table: int = 254, proto: int = 12,
-                 kind: int = 1) -> bytes:  # fmt: skip
-    payload = rtmsg(dst_len, min(table, 252), proto, 0, kind) + rta(15, struct.pack("<I", table))
+                 kind: int = 1, scope: int = 0) -> bytes:  # fmt: skip
+    payload = rtmsg(dst_len, min(table, 252), proto, scope, kind) + rta(15, struct.pack("<I", table))
     if dst is not None:
         payload += rta(1, dst)
     if gateway is not None:
@@ -68,6 +68,8 @@ def test_routes_are_parsed_with_their_table_gateway_and_device() -> None:
     assert default is not None and default.dst == "0.0.0.0/0"
     local = rt.parse_route(kernel_route(bytes([172, 18, 203, 11]), 32, None, table=255, proto=2, kind=2))
     assert local is not None and local.table == 255
+    workload = rt.parse_route(kernel_route(bytes([10, 65, 0, 5]), 32, None, proto=3, scope=253))
+    assert workload == rt.RouteEntry("10.65.0.5/32", None, 2, 3, 254, 1, 253)  # Felix's `dev caliX scope link`
     assert rt.parse_route(bytes([10]) + b"\0" * 11) is None  # IPv6: not ours to read
 
 
