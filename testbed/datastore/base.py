@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 Value = dict[str, Any]
@@ -29,13 +29,18 @@ class WatchEvent:
 
     ``value`` is the new value of a ``put`` (None if it is not a JSON object) and always
     None for a ``delete``; ``revision`` is the store revision of the change (several
-    events share one when a transaction or delete_prefix changed several keys).
+    events share one when a transaction or delete_prefix changed several keys). With a
+    watch made ``with_previous``, ``previous`` is the key's value before the change and
+    ``existed`` says whether it had one (a put with ``existed`` False created the key):
+    the API server's ADDED / MODIFIED, and the last state a DELETED event shows.
     """
 
     kind: Literal["put", "delete"]
     key: str
     value: Value | None
     revision: int
+    previous: Value | None = field(default=None, compare=False)
+    existed: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -129,8 +134,10 @@ class Datastore(Protocol):
         *,
         start_revision: int | None = None,
         on_error: WatchErrorCallback | None = None,
+        with_previous: bool = False,
     ) -> Cancel:
         """Call ``callback`` with every change to a key starting with ``prefix``, in order.
+        ``with_previous``: each event also carries the key's value before it (etcd's prev_kv).
 
         The watch is in place when this returns: every later write is delivered (so
         "watch, then list" misses nothing). With ``start_revision``, changes from that

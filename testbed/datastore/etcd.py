@@ -204,9 +204,11 @@ class EtcdDatastore:
         *,
         start_revision: int | None = None,
         on_error: WatchErrorCallback | None = None,
+        with_previous: bool = False,
     ) -> Cancel:
         """See Datastore.watch_prefix: callbacks run in the watch's own (daemon) thread."""
-        watch = EtcdWatch(self._gateway, prefix, callback, start_revision=start_revision, on_error=on_error)
+        watch = EtcdWatch(self._gateway, prefix, callback, start_revision=start_revision, on_error=on_error,
+                          with_previous=with_previous)  # fmt: skip
         return watch.start()
 
     def close(self) -> None:

@@ -41,18 +41,24 @@ READ_SIZE = 64 * 1024
 
 
 def decode_event(raw: dict[str, Any]) -> WatchEvent:
-    """One event of a watch response as a WatchEvent (no ``type``: a PUT)."""
+    """One event of a watch response as a WatchEvent (no ``type``: a PUT; ``prev_kv`` only
+    on a watch that asked for it)."""
     kv = raw.get("kv", {})
     key = base64.b64decode(kv.get("key", "")).decode()
     revision = int(kv.get("mod_revision", 0))
+    prev = raw.get("prev_kv")
+    previous = _value(key, prev.get("value", "")) if isinstance(prev, dict) else None
+    existed = isinstance(prev, dict)
     if raw.get("type") == "DELETE":
-        return WatchEvent("delete", key, None, revision)
-    value: Value | None
+        return WatchEvent("delete", key, None, revision, previous, existed)
+    return WatchEvent("put", key, _value(key, kv.get("value", "")), revision, previous, existed)
+
+
+def _value(key: str, encoded: str) -> Value | None:
     try:
-        value = decode_value(key, base64.b64decode(kv.get("value", "")))
+        return decode_value(key, base64.b64decode(encoded))
     except DatastoreError:
-        value = None
-    return WatchEvent("put", key, value, revision)
+        return None
 
 
 def messages(chunks: Iterator[bytes]) -> Iterator[dict[str, Any]]:
@@ -97,8 +103,10 @@ class EtcdWatch:
         *,
         start_revision: int | None = None,
         on_error: WatchErrorCallback | None = None,
+        with_previous: bool = False,
     ) -> None:
         self._gateway = gateway
+        self._with_previous = with_previous
         self._prefix = prefix
         self._callback = callback
         self._on_error = on_error
@@ -115,6 +123,8 @@ class EtcdWatch:
         request: dict[str, Any] = {"key": b64(self._prefix or "\0"), "range_end": b64(keys.prefix_end(self._prefix))}
         if self._start_revision is not None:
             request["start_revision"] = self._start_revision
+        if self._with_previous:
+            request["prev_kv"] = True
         body = json.dumps({"create_request": request}).encode()
         try:
             connection = self._gateway.new_connection(self._timeout)

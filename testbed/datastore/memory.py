@@ -82,11 +82,12 @@ class MemoryDatastore:
         encoded = encode_value(value)
         with self._lock:
             self._check_open()
+            previous = self._data.get(key)
             self._data[key] = encoded
             self._revision += 1
             self._mod[key] = self._revision
             self.last_write_revision = self._revision
-            events = [self._record("put", key, encoded)]
+            events = [self._record("put", key, encoded, previous)]
         self._notify(events)
 
     def put_many(self, items: Mapping[str, Value]) -> None:
@@ -95,12 +96,13 @@ class MemoryDatastore:
         with self._lock:
             self._check_open()
             for group in transactions(encoded, self.max_txn_ops, self.max_txn_bytes):
+                previous = {k: self._data.get(k) for k, _ in group}
                 self._data.update(group)
                 self._revision += 1
                 self._mod.update((k, self._revision) for k, _ in group)
                 self.last_write_revision = self._revision
                 self.transactions += 1
-                events += [self._record("put", k, v) for k, v in group]
+                events += [self._record("put", k, v, previous[k]) for k, v in group]
         self._notify(events)
 
     def delete(self, key: str) -> bool:
@@ -108,11 +110,11 @@ class MemoryDatastore:
             self._check_open()
             if key not in self._data:
                 return False
-            del self._data[key]
+            previous = self._data.pop(key)
             self._mod.pop(key, None)
             self._revision += 1
             self.last_write_revision = self._revision
-            events = [self._record("delete", key, None)]
+            events = [self._record("delete", key, None, previous)]
         self._notify(events)
         return True
 
@@ -120,14 +122,14 @@ class MemoryDatastore:
         check_prefix(prefix)
         with self._lock:
             self._check_open()
-            doomed = [k for k in self._data if k.startswith(prefix)]
+            doomed = {k: self._data[k] for k in self._data if k.startswith(prefix)}
             for key in doomed:
                 del self._data[key]
                 self._mod.pop(key, None)
             if doomed:
                 self._revision += 1
                 self.last_write_revision = self._revision
-            events = [self._record("delete", key, None) for key in sorted(doomed)]
+            events = [self._record("delete", key, None, doomed[key]) for key in sorted(doomed)]
         self._notify(events)
         return len(doomed)
 
@@ -163,13 +165,14 @@ class MemoryDatastore:
             self.last_write_revision = self._revision
             events = []
             for key, value in sorted(encoded.items()):
+                previous = self._data.get(key)
                 self._data[key] = value
                 self._mod[key] = self._revision
-                events.append(self._record("put", key, value))
+                events.append(self._record("put", key, value, previous))
             for key in doomed:
-                del self._data[key]
+                previous = self._data.pop(key)
                 self._mod.pop(key, None)
-                events.append(self._record("delete", key, None))
+                events.append(self._record("delete", key, None, previous))
         self._notify(events)
         return True
 
@@ -188,8 +191,10 @@ class MemoryDatastore:
         *,
         start_revision: int | None = None,
         on_error: WatchErrorCallback | None = None,
+        with_previous: bool = False,
     ) -> Cancel:
-        """Synchronous callbacks (see the module); replays history from ``start_revision``."""
+        """Synchronous callbacks (see the module); replays history from ``start_revision``.
+        Events always carry the previous value here (``with_previous`` is for etcd's cost)."""
         watcher = _Watcher(prefix, callback, on_error)
         with self._lock:
             self._check_open()
@@ -208,15 +213,12 @@ class MemoryDatastore:
 
         return cancel
 
-    def _record(self, kind: str, key: str, encoded: str | None) -> WatchEvent:
-        """Called with the lock held, right after the revision was bumped."""
-        value: Value | None = None
-        if encoded is not None:
-            try:
-                value = decode_value(key, encoded)
-            except DatastoreError:
-                value = None
-        event = WatchEvent("put" if kind == "put" else "delete", key, value, self._revision)
+    def _record(self, kind: str, key: str, encoded: str | None, previous: str | None = None) -> WatchEvent:
+        """Called with the lock held, right after the revision was bumped; ``previous``: the
+        key's value before (None: it did not exist)."""
+        value = _decoded(key, encoded)
+        event = WatchEvent("put" if kind == "put" else "delete", key, value, self._revision, _decoded(key, previous),
+                           previous is not None)  # fmt: skip
         self._history.append(event)
         return event
 
@@ -253,3 +255,12 @@ class MemoryDatastore:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _decoded(key: str, encoded: str | None) -> Value | None:
+    if encoded is None:
+        return None
+    try:
+        return decode_value(key, encoded)
+    except DatastoreError:
+        return None
