@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from testbed.datastore.base import Datastore, delete_if, put_if
+from testbed.datastore.base import Datastore, WatchEvent, delete_if, put_if
 
 
 def check_create_only_once(store: Datastore) -> None:
@@ -65,10 +65,35 @@ def check_racing_creators(store: Datastore, writers: int = 8) -> None:
     assert store.get("/race/pod") == {"by": wins[0]}
 
 
+def check_watch_with_previous_values(store: Datastore) -> None:
+    """A watch ``with_previous`` tells a create from an update and shows what a delete removed."""
+    seen: list[WatchEvent] = []
+    done = threading.Event()
+
+    def on_event(event: WatchEvent) -> None:
+        seen.append(event)
+        if len(seen) == 4:
+            done.set()
+
+    cancel = store.watch_prefix("/p/", on_event, with_previous=True)
+    try:
+        store.put("/p/a", {"n": 1})
+        store.put("/p/a", {"n": 2})
+        store.commit({"/p/b": {"n": 1}}, ["/p/a"])
+        assert done.wait(5.0), seen
+    finally:
+        cancel()
+    shown = sorted(((e.key, e.kind, e.existed, e.previous, e.value) for e in seen[2:]))
+    assert [(e.kind, e.existed, e.previous, e.value) for e in seen[:2]] == [
+        ("put", False, None, {"n": 1}), ("put", True, {"n": 1}, {"n": 2})]  # fmt: skip
+    assert shown == [("/p/a", "delete", True, {"n": 2}, None), ("/p/b", "put", False, None, {"n": 1})]
+
+
 CHECKS = (
     check_create_only_once,
     check_update_from_the_revision_read,
     check_commit_is_atomic,
     check_list_versioned,
     check_racing_creators,
+    check_watch_with_previous_values,
 )
