@@ -17,8 +17,9 @@ import click
 import yaml
 
 from testbed import api
-from testbed.cli import kube_tables, kubectl_flags
+from testbed.cli import kubectl_flags
 from testbed.kube import edits, objects, registry, removal, sources
+from testbed.kube import tables as kube_tables
 from testbed.kube.errors import ManifestError
 
 DEFAULT_NAMESPACE = "default"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from testbed.cli import kube_tables
+from testbed.kube import tables as kube_tables
 from testbed.cli.kubectl import run_manifest
 from testbed.kube import workloads
 
@@ -49,7 +49,7 @@ def _pod(status: dict, deleting: bool = False, containers: int = 1) -> dict:
 
 
 def test_pod_columns_follow_the_kubelet_s_status() -> None:
-    from testbed.cli.kube_tables import pod_ready, pod_restarts, pod_status
+    from testbed.kube.tables import pod_ready, pod_restarts, pod_status
 
     creating = _pod({"phase": "Pending", "containerStatuses": [{"ready": False, "state": {"waiting": {"reason": "ContainerCreating"}}}]})
     assert (pod_ready(creating), pod_status(creating), pod_restarts(creating)) == ("0/1", "ContainerCreating", "0")
@@ -67,7 +67,35 @@ def test_pod_columns_follow_the_kubelet_s_status() -> None:
 
 
 def test_node_status_from_the_ready_condition() -> None:
-    from testbed.cli.kube_tables import node_status
+    from testbed.kube.tables import node_status
 
     assert node_status({"status": {"conditions": [{"type": "Ready", "status": "True"}]}}) == "Ready"
     assert node_status({"status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}}) == "NotReady"
+
+
+def test_ages_are_apimachinerys_human_durations() -> None:
+    from testbed.kube.tables import human_duration, since
+
+    cases = {0: "0s", 59: "59s", 119: "119s", 120: "2m", 330: "5m30s", 600: "10m", 3 * 3600 + 600: "3h10m",
+             9 * 3600: "9h", 2 * 86400 + 6 * 3600: "2d6h", 30 * 86400: "30d", 800 * 86400: "2y70d",
+             -5: "<invalid>"}  # fmt: skip
+    assert {s: human_duration(s) for s in cases} == cases
+    assert since("2026-01-01T00:00:00.123456Z", now=1767225610.2) == "10s", "fractions and Z parse"
+    assert since(None) == "<unknown>"
+
+
+def test_selectors_services_and_endpoints_as_upstream_prints_them() -> None:
+    from testbed.kube.tables import endpoints_text, format_label_selector, selector_text, service_external_ip
+
+    selector = {"matchLabels": {"b": "2"}, "matchExpressions": [
+        {"key": "a", "operator": "NotIn", "values": ["y", "x"]}, {"key": "c", "operator": "Exists"}]}  # fmt: skip
+    assert selector_text(selector) == "a notin (x,y),b=2,c"
+    assert (selector_text({}), format_label_selector({})) == ("", "<none>")
+    balancer = {"spec": {"type": "LoadBalancer"}, "status": {"loadBalancer": {}}}
+    assert service_external_ip(balancer) == "<pending>"
+    balancer["status"]["loadBalancer"] = {"ingress": [{"ip": "192.0.2.1"}]}
+    assert service_external_ip(balancer) == "192.0.2.1"
+    assert service_external_ip({"spec": {"type": "ExternalName", "externalName": "example.com"}}) == "example.com"
+    headless = {"subsets": [{"addresses": [{"ip": "10.0.0.1"}, {"ip": "fd00::1"}]}]}
+    assert endpoints_text(headless) == "10.0.0.1,fd00::1", "a subset without ports lists bare IPs"
+    assert endpoints_text({"subsets": [{"addresses": [{"ip": "fd00::1"}], "ports": [{"port": 80}]}]}) == "[fd00::1]:80"
