@@ -229,7 +229,7 @@ COMMIT_KEYS = 60  # puts per transaction: each also carries its compare (etcd al
 
 def store_objects(
     store: Datastore, lab: str, parsed: list[object], *, create_only: bool, dry_run: bool = False,
-    sources: Sequence[str] | None = None,
+    sources: Sequence[str] | None = None, expect: Mapping[str, int] | None = None,
 ) -> list[Change]:
     """Write parsed objects (namespaces first); controllers and kubelets do the rest.
 
@@ -239,10 +239,13 @@ def store_objects(
     the file of each object, named in its problems. Every write is conditional on the
     revision read (as the API server's): a writer that raced another reads again and
     decides again, so five concurrent applies of one Deployment store it once.
+    ``expect``: key -> the revision the client read (an update's ``resourceVersion``):
+    the write happens only if the key still has it, and a conflict is not retried.
     """
-    for _attempt in range(CONFLICT_RETRIES):
+    for _attempt in range(1 if expect else CONFLICT_RETRIES):
         try:
-            return _store_once(store, lab, parsed, create_only=create_only, dry_run=dry_run, sources=sources)
+            return _store_once(store, lab, parsed, create_only=create_only, dry_run=dry_run, sources=sources,
+                               expect=expect)  # fmt: skip
         except Conflict:
             continue
     raise ManifestError([
@@ -253,7 +256,7 @@ def store_objects(
 
 def _store_once(
     store: Datastore, lab: str, parsed: list[object], *, create_only: bool, dry_run: bool,
-    sources: Sequence[str] | None,
+    sources: Sequence[str] | None, expect: Mapping[str, int] | None = None,
 ) -> list[Change]:
     from testbed.controllers.namespaces import is_terminating  # noqa: PLC0415 - objects is imported by the controllers' modules
     from testbed.kube import server_fields  # noqa: PLC0415
@@ -262,7 +265,7 @@ def _store_once(
     changes: list[Change] = []
     problems: list[str] = []
     writes: dict[str, dict[str, Any]] = {}
-    read: dict[str, int] = {}  # key -> the revision we decided on (0: absent)
+    read: dict[str, int] = dict(expect or {})  # key -> the revision we decided on (0: absent)
     created = time.time()
     listed, _ = store.list_versioned(keys.K8S_NAMESPACES)
     namespaces = {k[len(keys.K8S_NAMESPACES):] for k, v in listed.items() if not is_terminating(v.value)}

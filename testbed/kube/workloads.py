@@ -91,12 +91,28 @@ def _ports(rep: FieldReport, value: object, path: str) -> tuple[NamedPort, ...]:
     return tuple(ports)
 
 
+# The PodSpec and Container fields a manifest may carry (kubectl's strict decoding rejects
+# others). Besides what the lab acts on, the ones the API server fills in or a client sends
+# back from an object it read (schedulerName, enableServiceLinks, terminationMessagePath,
+# ...): accepted and kept, with no meaning to the lab [k8s.io/api core/v1 types.go].
+POD_SPEC_FIELDS = (
+    "containers", "nodeName", "restartPolicy", "terminationGracePeriodSeconds", "serviceAccountName",
+    "serviceAccount", "dnsPolicy", "nodeSelector", "tolerations", "securityContext", "volumes", "hostNetwork",
+    "schedulerName", "enableServiceLinks", "priority", "priorityClassName", "preemptionPolicy", "dnsConfig",
+    "hostname", "subdomain", "affinity", "imagePullSecrets", "automountServiceAccountToken", "activeDeadlineSeconds",
+    "shareProcessNamespace", "topologySpreadConstraints", "readinessGates", "runtimeClassName", "overhead",
+    "hostPID", "hostIPC", "hostAliases", "setHostnameAsFQDN", "os",
+)  # fmt: skip
+CONTAINER_FIELDS = (
+    "name", "image", "command", "args", "ports", "imagePullPolicy", "env", "resources", "workingDir",
+    "stdin", "tty", "volumeMounts", "securityContext", "readinessProbe", "livenessProbe",
+    "terminationMessagePath", "terminationMessagePolicy", "startupProbe", "lifecycle", "envFrom", "stdinOnce",
+    "volumeDevices", "resizePolicy", "restartPolicy",
+)  # fmt: skip
+
+
 def _pod_spec(rep: FieldReport, value: object, path: str, labels: dict[str, str], bare: bool) -> PodTemplate | None:
-    spec = rep.mapping(
-        value, path,
-        ("containers", "nodeName", "restartPolicy", "terminationGracePeriodSeconds", "serviceAccountName",
-         "serviceAccount", "dnsPolicy", "nodeSelector", "tolerations", "securityContext", "volumes", "hostNetwork"),
-    )  # fmt: skip
+    spec = rep.mapping(value, path, POD_SPEC_FIELDS)
     if spec is None:
         return None
     containers = rep.sequence(spec.get("containers"), f"{path}.containers")
@@ -104,11 +120,7 @@ def _pod_spec(rep: FieldReport, value: object, path: str, labels: dict[str, str]
         rep.required(f"{path}.containers")
         return None
     where = f"{path}.containers[0]"
-    container = rep.mapping(
-        containers[0], where,
-        ("name", "image", "command", "args", "ports", "imagePullPolicy", "env", "resources", "workingDir",
-         "stdin", "tty", "volumeMounts", "securityContext", "readinessProbe", "livenessProbe"),
-    ) or {}  # fmt: skip
+    container = rep.mapping(containers[0], where, CONTAINER_FIELDS) or {}
     name = rep.string(container.get("name"), f"{where}.name")
     if not name:
         rep.required(f"{where}.name")
