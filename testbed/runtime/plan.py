@@ -11,6 +11,8 @@ from testbed import addressing, naming
 from testbed.model.policy import NamedPort
 from testbed.model.topology import LabOptions, PodSpec, Topology
 
+DEFAULT_NAMESPACE = "default"
+
 
 @dataclass(frozen=True)
 class HostPlan:
@@ -101,6 +103,7 @@ def plan_lab(topology: Topology, lab: str) -> LabPlan:
     namespaces = {ns.name: NamespacePlan(ns.name, ns.labels) for ns in topology.namespaces}
     for pod in topology.pods:
         namespaces.setdefault(pod.namespace, NamespacePlan(pod.namespace, ()))
+    namespaces.setdefault(DEFAULT_NAMESPACE, NamespacePlan(DEFAULT_NAMESPACE, ()))  # every cluster has it: kubectl's default
 
     hosts = tuple(
         HostPlan(

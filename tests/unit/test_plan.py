@@ -72,7 +72,7 @@ def test_automatic_placement_balances_hosts() -> None:
 
 def test_namespaces_of_pods_exist_even_when_undeclared() -> None:
     plan = plan_lab(topo([HostSpec("h1")], [PodSpec("p", "extra")]), "l")
-    assert [n.name for n in plan.namespaces] == ["extra"]
+    assert [n.name for n in plan.namespaces] == ["extra", "default"]  # and the one every cluster has
 
 
 def test_duplicate_pinned_pod_address_is_an_error() -> None:

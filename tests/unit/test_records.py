@@ -59,7 +59,7 @@ def test_every_value_is_plain_json_and_keys_are_sorted(values: Values) -> None:
 def test_the_lab_has_exactly_these_keys(plan: LabPlan, values: Values) -> None:
     expected = {keys.LAB, keys.ip_pool(addressing.POOL_NAME)}
     expected |= {keys.node(h.name) for h in plan.hosts}
-    for ns in ("stars", "client"):
+    for ns in ("stars", "client", "default"):  # default: every cluster has it
         expected |= {keys.k8s_namespace(ns), keys.namespace_profile(ns), keys.service_account_profile(ns)}
     for cidr, host in plan.affinity:
         expected |= {keys.block(cidr), keys.block_affinity(host, cidr)}
