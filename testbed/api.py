@@ -21,6 +21,7 @@ from testbed.datastore.base import DatastoreError
 from testbed.datastore.etcd import EtcdDatastore
 from testbed.netns import namespaces, processes, sandbox, security
 from testbed.netns.links import PROTO_BIRD, NetnsLinks
+from testbed.runtime import apiserver as runtime_apiserver
 from testbed.runtime import build, manifests, policy_agents, speakers, state
 from testbed.runtime.plan import LabPlan, neighbour_entries, plan_lab
 from testbed.runtime.teardown import TeardownReport, teardown
@@ -63,6 +64,7 @@ class LabStatus:
     pods: list[PodStatus] = field(default_factory=list)
     seconds: float | None = None  # how long `up` took, when this status comes from `up`
     ui: str | None = None  # the lab's UI on localhost, when `up` forwarded one
+    api: dict[str, object] | None = None  # the Kubernetes API: server, context, the kubeconfig `up` wrote
     failed: list[dict[str, object]] = field(default_factory=list)  # `testbed fail` targets not healed yet
 
     def to_json(self) -> dict[str, object]:
@@ -130,12 +132,17 @@ def up(
     progress: build.Progress | None = None,
     say: Callable[[str], None] | None = None,
     ui_port: int | None = ui_forward.DEFAULT_PORT,
+    kubeconfig: bool = True,
+    switch_context: bool = True,
 ) -> LabStatus:
     """Validate and plan everything first (nothing is created on bad input), then build.
 
     A topology's manifests are checked with the rest, applied once the lab runs (``say``
     gets kubectl's lines), and `up` returns when their pods serve. When they ask for a
     NodePort (the stars UI), it is forwarded to 127.0.0.1:``ui_port`` (None: not).
+    ``kubeconfig``: merge the lab's context ``testbed-<lab>`` into the invoking user's
+    kubeconfig (``$KUBECONFIG`` or ``~/.kube/config``), the current one unless not
+    ``switch_context``, as `kind create cluster` does.
     """
     topology = load_topology(topology_ref, hosts=hosts, pods_per_host=pods_per_host)
     if route_reflector:
@@ -174,7 +181,35 @@ def up(
     result = status(lab)
     result.seconds = round(seconds, 3)
     result.ui = ui_url
+    if kubeconfig and result.api is not None:
+        try:
+            result.api["kubeconfig"] = str(runtime_apiserver.merge_user_kubeconfig(lab, switch=switch_context))
+        except (OSError, ValueError, RuntimeError) as exc:  # the lab is fine; only the user's kubeconfig is not
+            (say or (lambda _line: None))(f"warning: kubeconfig not written: {exc}")
     return result
+
+
+def kubeconfig_text(lab: str) -> str:
+    """A standalone kubeconfig for the lab's API server, as its admin (YAML)."""
+    from testbed.apiserver import kubeconfig  # noqa: PLC0415
+
+    check_lab_name(lab)
+    if state.load(lab) is None:
+        raise LabError(f"no lab named {lab!r} is up")
+    try:
+        return kubeconfig.render(runtime_apiserver.standalone_kubeconfig(lab))
+    except RuntimeError as exc:
+        raise LabError(str(exc)) from None
+
+
+def api_info(lab: str) -> dict[str, object] | None:
+    """Where the lab's API server listens and the kubectl context that names it."""
+    from testbed.apiserver.kubeconfig import entry_name  # noqa: PLC0415
+
+    port = runtime_apiserver.port_of(lab)
+    if port is None:
+        return None
+    return {"server": runtime_apiserver.url(port), "context": entry_name(lab), "kubeconfig": None}
 
 
 def _apply_manifests(lab: str, parsed: manifests.ParsedManifests, say: Callable[[str], None]) -> list[object]:
@@ -239,6 +274,7 @@ UI_PROCESS = "ui forwarder"
 
 def down(lab: str) -> TeardownReport:
     check_lab_name(lab)
+    runtime_apiserver.remove_user_kubeconfig(lab)  # as `kind delete cluster`: the lab's entries go
     report = teardown(lab)
     if not report.found:
         raise LabError(f"no lab named {lab!r} is up")
@@ -246,6 +282,8 @@ def down(lab: str) -> TeardownReport:
 
 
 def down_all() -> list[TeardownReport]:
+    for lab in labs():
+        runtime_apiserver.remove_user_kubeconfig(lab)
     return [teardown(lab) for lab in labs()]
 
 
@@ -273,6 +311,7 @@ def status(lab: str, *, add_ons: bool = False) -> LabStatus:
     )
     from testbed import faults  # what `testbed fail` broke: readable even while etcd is down
 
+    result.api = api_info(lab)
     result.failed = [{"target": f.target, "since": f.since} for f in faults.load(lab)]
     try:
         with datastore(lab) as store:

@@ -152,6 +152,7 @@ def lab_up(topology: str, prefix: str | None = None, **options: object) -> Itera
     namespaces may remain. ``options`` go to ``testbed.api.up`` (``hosts``, ...)."""
     name = unique_name(prefix or Path(topology).stem)
     options.setdefault("ui_port", None)  # never take a port on localhost behind the user's back
+    options.setdefault("kubeconfig", False)  # nor write the user's kubeconfig
     try:
         api.up(topology, name=name, **options)  # type: ignore[arg-type]
         yield Lab(name, topology)

@@ -5,7 +5,10 @@ Markers (also declared in setup.cfg [tool:pytest]):
   slow  the test takes more than a few seconds
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -16,6 +19,12 @@ MARKERS = {
 
 
 def pytest_configure(config):
+    # `testbed up` merges each lab's context into the invoking user's kubeconfig, as kind
+    # does: the suite's labs go into a file of the run's own, never into ~/.kube/config.
+    if "TESTBED_TEST_KUBECONFIG" not in os.environ:
+        folder = tempfile.mkdtemp(prefix="testbed-tests-kube-")
+        os.environ["TESTBED_TEST_KUBECONFIG"] = os.environ["KUBECONFIG"] = os.path.join(folder, "config")
+        atexit.register(shutil.rmtree, folder, True)
     # Declare the markers even when pytest runs without setup.cfg
     # (e.g. with -c or from another rootdir); skip those already declared.
     declared = {line.split(":", 1)[0].strip() for line in config.getini("markers")}

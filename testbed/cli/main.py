@@ -121,17 +121,30 @@ def cli() -> None:
     "--ui-port", type=click.IntRange(1, 65535), default=30002, show_default=True,
     help="Local port on 127.0.0.1 for a topology's NodePort UI (stars).",
 )
+@click.option(
+    "--no-kubeconfig", is_flag=True,
+    help="Leave your kubeconfig alone (get one with `testbed kubeconfig`).",
+)
+@click.option(
+    "--no-switch-context", is_flag=True,
+    help="Add the lab's context testbed-LAB to your kubeconfig without making it the current one.",
+)
 @output_option
 @fails_cleanly
 def up(
     topology: str, name: str | None, hosts: int | None, pods_per_host: int | None, route_reflector: bool,
-    pod_eviction_timeout: float | None, ui_port: int, fmt: str,
+    pod_eviction_timeout: float | None, ui_port: int, no_kubeconfig: bool, no_switch_context: bool, fmt: str,
 ) -> None:
     """Build a lab from TOPOLOGY and leave it running.
 
     TOPOLOGY is a built-in name or a path to a .yaml/.json or Mininet-style .py file.
     Everything is validated before anything is created. Built-in topologies:
     two-hosts, scale (with --hosts N --pods-per-host M), and the others in topologies/.
+
+    Every lab serves the Kubernetes API on https://127.0.0.1:6443 (the next free port for
+    a second lab), and `up` adds its context testbed-LAB to your kubeconfig ($KUBECONFIG
+    or ~/.kube/config; under sudo, the invoking user's), as the current one: plain
+    `kubectl get pods -A` then talks to the lab. `down` removes the entries again.
 
     \b
     Examples:
@@ -152,6 +165,8 @@ def up(
             progress=progress,
             ui_port=ui_port,
             say=lambda line: click.echo(line, err=True),  # the manifests' kubectl lines, as progress
+            kubeconfig=not no_kubeconfig,
+            switch_context=not no_switch_context,
         )
     if fmt == "json":
         output.print_json(result.to_json())
@@ -190,6 +205,26 @@ def down(lab: str | None, lab_opt: str | None, all_labs: bool) -> None:
         return
     report = api.down(lab or api.resolve_lab(None))
     click.echo(f"lab {report.lab} removed ({report.namespaces} namespaces, {report.processes} processes)")
+
+
+@cli.command()
+@lab_option
+@fails_cleanly
+def kubeconfig(lab: str | None) -> None:
+    """Print a kubeconfig for the lab's Kubernetes API (as its admin), on its own.
+
+    The cluster, user and context are named testbed-LAB; the certificates are inline, so
+    keep the file private (it is the lab's cluster-admin). `up` already merged the same
+    entries into your kubeconfig unless told --no-kubeconfig.
+
+    \b
+    Examples:
+      sudo testbed kubeconfig > lab.kubeconfig && chmod 600 lab.kubeconfig
+      kubectl --kubeconfig lab.kubeconfig get pods -A
+      sudo testbed kubeconfig --lab stars | kubectl --kubeconfig /dev/stdin get ns
+    """
+    needs_root("kubeconfig")
+    click.echo(api.kubeconfig_text(api.resolve_lab(lab)), nl=False)
 
 
 @cli.command()

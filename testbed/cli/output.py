@@ -29,6 +29,8 @@ def status_tables(status: LabStatus) -> None:
     health = "healthy" if etcd.get("healthy") else f"UNHEALTHY ({etcd.get('error', 'no answer')})"
     out.print(f"lab {status.lab}  topology {status.topology}  phase {status.phase}")
     out.print(f"etcd {etcd['endpoint']}  pid {etcd.get('pid')}  {health}")
+    if status.api:
+        out.print(f"api {status.api['server']}  context {status.api['context']}")
     if status.failed:  # `testbed fail` targets not healed yet
         out.print("FAILED  " + ", ".join(str(f["target"]) for f in status.failed))
     hosts = Table(title="hosts", title_justify="left", box=None, pad_edge=False)
@@ -52,6 +54,10 @@ def up_summary(status: LabStatus) -> None:
         f"Try: sudo testbed exec --lab {status.lab} "
         + (f"{status.pods[0].namespace}/{status.pods[0].name} -- ip route" if status.pods else "--host ... -- ip route")
     )
+    if status.api:
+        where = f'context "{status.api["context"]}" set in {status.api["kubeconfig"]}' if status.api.get("kubeconfig") \
+            else f"sudo testbed kubeconfig --lab {status.lab} > lab.kubeconfig"
+        out.print(f"Kubernetes API: {status.api['server']} ({where})")
 
 
 @contextmanager

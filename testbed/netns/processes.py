@@ -49,9 +49,11 @@ def spawn(
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
     machine_mounts: bool = False,
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` as a daemon inside ``netns``; stdout and stderr go to ``log``.
-    ``machine_mounts``: keep the machine's mount namespace (see the module docstring)."""
+    ``machine_mounts``: keep the machine's mount namespace (see the module docstring).
+    ``pass_fds``: descriptors the daemon inherits (the rest are closed)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     wrapped = nsenter_argv(netns, argv) if machine_mounts else netns_exec_argv(netns, argv)
     with open(log, "ab") as out:
@@ -64,6 +66,7 @@ def spawn(
             env=dict(env) if env is not None else None,
             start_new_session=True,
             close_fds=True,
+            pass_fds=tuple(pass_fds),
         )
 
 

@@ -1,7 +1,7 @@
 """`testbed up`: turn a LabPlan into namespaces, links, routes, a running etcd and its records.
 
 Order: state folder -> fabric netns (bridge, 172.18.203.1) -> etcd starts (in the
-background) -> route reflector (if asked) -> supervisor and controller manager -> each
+background) -> route reflector (if asked) -> supervisor, controller manager and API server -> each
 host, then at once its BGP speaker and its policy agent with the kubelet (they start in
 the background) -> etcd healthy -> records written, the topology's pods as Pod objects
 bound to their hosts, and the add-ons -> wait until BGP converged, every agent enforces
@@ -24,7 +24,7 @@ from testbed.datastore.base import Datastore
 from testbed.datastore.etcd import EtcdDatastore
 from testbed.netns import namespaces, processes
 from testbed.netns.links import PROTO_BIRD, NetnsLinks
-from testbed.runtime import control_plane, etcd_server, policy_agents, speakers, state, supervisor
+from testbed.runtime import apiserver, control_plane, etcd_server, policy_agents, speakers, state, supervisor
 from testbed.runtime.plan import HostPlan, LabPlan
 from testbed.runtime.teardown import teardown
 
@@ -158,6 +158,7 @@ def _build(plan: LabPlan, lab_state: state.LabState, progress: Progress) -> None
     start_reflector(plan, lab_state)
     supervisor.ensure(plan.lab, lab_state)  # idle until the lab is up; then keeps its agents alive
     control_plane.start_manager(plan.lab, lab_state)  # waits for etcd, then reconciles for the lab's life
+    apiserver.start(plan.lab, lab_state)  # 127.0.0.1:6443 (or the next free port); makes the lab's CA itself
     with contextlib.ExitStack() as handles:
         fab = handles.enter_context(NetnsLinks(plan.fabric_netns))
         for i, host in enumerate(plan.hosts, 1):
@@ -181,6 +182,7 @@ def _build(plan: LabPlan, lab_state: state.LabState, progress: Progress) -> None
         # The add-ons come up beside the pods; `up` waits for them only before a topology's
         # manifests (whose programs may look names up at once: see api.up).
         wait_pods(plan, progress, store)
+    apiserver.wait_ready(plan.lab)  # long up by now: it started before the hosts
     lab_state.phase = "up"
     state.save(lab_state)
 

