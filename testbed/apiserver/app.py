@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from testbed import __version__
-from testbed.apiserver import discovery, paths, resources, status, tables
+from testbed.apiserver import discovery, paths, resources, status, subresources, tables
 from testbed.apiserver.patches import PatchError, apply_patch
 from testbed.apiserver.selectors import FieldQuery, LabelQuery, SelectorError, parse_field_selector, parse_label_selector
 from testbed.apiserver.watching import WatchRequest, watch_stream
@@ -38,8 +38,8 @@ ADMIN_GROUP = "system:masters"
 WORKERS = 8
 # Subresources served, by plural (advertised in discovery; `status` reads as the object).
 SUBRESOURCES: Mapping[str, tuple[str, ...]] = {
-    "pods": ("status",), "deployments": ("status",), "replicasets": ("status",),
-    "replicationcontrollers": ("status",), "daemonsets": ("status",), "namespaces": ("status",),
+    "pods": ("status", "log"), "deployments": ("status", "scale"), "replicasets": ("status", "scale"),
+    "replicationcontrollers": ("status", "scale"), "daemonsets": ("status",), "namespaces": ("status",),
     "nodes": ("status",), "services": ("status",),
 }  # fmt: skip
 CONFLICT_RETRIES = 5  # a patch is re-applied over a fresh read when another writer got in first
@@ -123,11 +123,30 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         fixed = _fixed_document(path, request.headers.get("User-Agent", ""))
         if fixed is not None:
             return fixed
+    if path == ACCESS_REVIEWS and request.method == "POST":
+        raw = await request.read()  # kubectl sends it in protobuf: the answer does not depend on it
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        return json_response(access_review(body), 201)
     try:
         target = paths.resolve(path)
     except paths.NoRoute:
         raise status.not_found_path() from None
     return await serve_resource(request, target)
+
+
+ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+
+
+def access_review(body: object) -> dict[str, Any]:
+    """`kubectl auth can-i`: the admin (the only identity the lab issues) may do everything."""
+    review = dict(body) if isinstance(body, dict) else {}
+    review.update({"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1"})
+    review.setdefault("metadata", {})
+    review["status"] = {"allowed": True, "reason": "the lab's admin certificate (group system:masters)"}
+    return review
 
 
 def _fixed_document(path: str, user_agent: str) -> web.Response | None:
@@ -148,6 +167,8 @@ def _fixed_document(path: str, user_agent: str) -> web.Response | None:
     if len(parts) == 2 and parts[0] == "apis":
         group = discovery.api_group(parts[1])
         return json_response(group) if group is not None else None
+    if parts == ["apis", discovery.AUTHORIZATION_GROUP, "v1"]:
+        return json_response(discovery.authorization_resources())
     if len(parts) == 3 and parts[0] == "apis":
         document = discovery.resource_list(parts[1], parts[2], SUBRESOURCES)
         return json_response(document) if document is not None else None
@@ -193,8 +214,8 @@ async def serve_resource(request: web.Request, target: paths.Target) -> web.Stre
     backend: Backend = request.app["backend"]
     kind, method = target.kind, request.method
     dry_run = request.query.get("dryRun") == "All"
-    if target.subresource not in (None, "status") or (target.subresource == "status" and method not in ("GET",)):
-        raise status.method_not_allowed_sub(kind.plural, target.subresource or "", method)
+    if target.subresource is not None:
+        return await serve_subresource(request, backend, target, dry_run)
     if target.name is None:
         labels, fields = _queries(request, kind.plural)
         if method == "GET" and truthy(request.query.get("watch")):
@@ -236,6 +257,34 @@ async def serve_resource(request: web.Request, target: paths.Target) -> web.Stre
         code, body = await backend.run(lambda s: resources.delete(s, target, options))
         return json_response(body, code)
     raise status.method_not_allowed(kind.plural, method)
+
+
+async def serve_subresource(request: web.Request, backend: Backend, target: paths.Target, dry_run: bool,
+                            ) -> web.StreamResponse:  # fmt: skip
+    kind, method, sub = target.kind, request.method, target.subresource or ""
+    if sub not in SUBRESOURCES.get(kind.plural, ()) or target.name is None:
+        raise status.not_found_path()
+    if sub == "status" and method == "GET":
+        return json_response(await backend.run(lambda s: resources.get(s, target)))
+    if sub == "log" and method == "GET":
+        from testbed.runtime import state  # noqa: PLC0415
+
+        return await subresources.serve_log(request, backend, state.folder(backend.lab), target)
+    if sub == "scale":
+        if method == "GET":
+            return json_response(await backend.run(lambda s: subresources.get_scale(s, target)))
+        if method == "PUT":
+            body = await _body(request)
+            spec = body.get("spec", {}) if isinstance(body, dict) else {}
+            version = body.get("metadata", {}).get("resourceVersion") if isinstance(body, dict) else None
+            return json_response(await backend.run(
+                lambda s: subresources.set_scale(s, backend.lab, target, spec.get("replicas"), version, dry_run)))
+        if method == "PATCH":
+            raw = await request.read()
+            content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+            return json_response(await backend.run(
+                lambda s: subresources.patch_scale(s, backend.lab, target, content_type, raw, dry_run)))
+    raise status.method_not_allowed_sub(kind.plural, sub, method)
 
 
 def _patch(store: Datastore, lab: str, target: paths.Target, content_type: str, raw: bytes, dry_run: bool) -> dict[str, Any]:

@@ -47,8 +47,12 @@ def api_versions() -> Value:
 
 
 def api_group_list(kinds: Sequence[registry.Kind] = registry.KINDS) -> Value:
-    """``GET /apis``: every group with its versions, preferred first."""
-    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [_group(g, kinds) for g in groups(kinds)]}
+    """``GET /apis``: every group with its versions, preferred first (and the authorization
+    group, which stores nothing)."""
+    listed = [_group(g, kinds) for g in groups(kinds)]
+    version = {"groupVersion": f"{AUTHORIZATION_GROUP}/v1", "version": "v1"}
+    listed.append({"name": AUTHORIZATION_GROUP, "versions": [version], "preferredVersion": version})
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": listed}
 
 
 def api_group(group: str, kinds: Sequence[registry.Kind] = registry.KINDS) -> Value | None:
@@ -88,12 +92,31 @@ def resource_list(
             entry["categories"] = ["all"]
         resources.append(entry)
         for sub in subresources.get(kind.plural, ()):
-            resources.append({
-                "name": f"{kind.plural}/{sub}", "singularName": "", "namespaced": kind.namespaced,
-                "kind": kind.kind, "verbs": ["get", "patch", "update"],
-            })  # fmt: skip
+            resources.append(_subresource(kind, sub))
     group_version = f"{group}/{version}" if group else version
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}
+
+
+def _subresource(kind: registry.Kind, sub: str) -> Value:
+    """A subresource's discovery entry; ``scale`` names its own kind, autoscaling/v1 Scale, which
+    is how `kubectl scale` finds it [client-go scale/util.go]."""
+    entry: Value = {"name": f"{kind.plural}/{sub}", "singularName": "", "namespaced": kind.namespaced,
+                    "kind": kind.kind, "verbs": ["get", "patch", "update"]}  # fmt: skip
+    if sub == "scale":
+        entry.update({"group": "autoscaling", "version": "v1", "kind": "Scale"})
+    elif sub == "log":
+        entry.update({"kind": "Pod", "verbs": ["get"]})
+    return entry
+
+
+AUTHORIZATION_GROUP = "authorization.k8s.io"
+
+
+def authorization_resources() -> Value:
+    """``/apis/authorization.k8s.io/v1``: SelfSubjectAccessReview, for `kubectl auth can-i`."""
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{AUTHORIZATION_GROUP}/v1", "resources": [
+        {"name": "selfsubjectaccessreviews", "singularName": "selfsubjectaccessreview", "namespaced": False,
+         "kind": "SelfSubjectAccessReview", "verbs": ["create"]}]}  # fmt: skip
 
 
 def client_minor(user_agent: str) -> int:

@@ -121,6 +121,7 @@ KINDS: tuple[Kind, ...] = (
     _stored("ServiceAccount", "", "v1", "serviceaccounts", ("sa",)),
     _stored("ConfigMap", "", "v1", "configmaps", ("cm",)),
     _stored("Secret", "", "v1", "secrets"),
+    _stored("Event", "", "v1", "events", ("ev",)),  # listed (describe, `get events`); nothing writes them yet
     _stored("LimitRange", "", "v1", "limitranges", ("limits",)),
     _stored("ResourceQuota", "", "v1", "resourcequotas", ("quota",)),
     # apps

@@ -151,6 +151,34 @@ def test_a_deployment_created_through_the_api_gets_its_pods_and_goes_with_delete
              .stdout.strip() == "", timeout=30)  # fmt: skip
 
 
+@pytest.mark.parametrize("binary", KUBECTLS)
+def test_kubectl_rolls_out_scales_waits_logs_and_deletes_a_namespace(lab: dict[str, str], binary: str) -> None:
+    ns = f"roll-{KUBECTLS.index(binary)}"
+    kubectl(lab, "create", "-f", "-", stdin=f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n", binary=binary)
+    web = DEPLOYMENT.replace("namespace: demo", f"namespace: {ns}")
+    kubectl(lab, "apply", "-f", "-", stdin=web, binary=binary)
+    assert kubectl(lab, "apply", "-f", "-", stdin=web, binary=binary).stdout.strip() == "deployment.apps/web unchanged"
+    rolled = kubectl(lab, "rollout", "status", "deployment/web", "-n", ns, "--timeout=30s", binary=binary)
+    assert rolled.stdout.strip().endswith('deployment "web" successfully rolled out')
+    assert kubectl(lab, "scale", "deployment", "web", "-n", ns, "--replicas=3", binary=binary).stdout.strip() == \
+        "deployment.apps/web scaled"
+    kubectl(lab, "rollout", "status", "deployment/web", "-n", ns, "--timeout=30s", binary=binary)
+    replicas = kubectl(lab, "get", "deploy", "web", "-n", ns, "-o", "jsonpath={.status.availableReplicas}", binary=binary)
+    assert replicas.stdout == "3"
+    waited = kubectl(lab, "wait", "--for=condition=Ready", "pod", "-l", "app=web", "-n", ns, "--timeout=30s",
+                     binary=binary)  # fmt: skip
+    assert len(waited.stdout.splitlines()) == 3 and all(line.endswith("condition met") for line in waited.stdout.splitlines())
+    logs = kubectl(lab, "logs", "deployment/web", "-n", ns, "--tail=50", binary=binary)
+    assert "start worker process" in logs.stdout  # nginx's own start-up lines
+    assert kubectl(lab, "auth", "can-i", "create", "pods", binary=binary).stdout.strip() == "yes"
+    described = kubectl(lab, "describe", "deployment", "web", "-n", ns, binary=binary).stdout
+    assert "Replicas:" in described and "3 desired | 3 updated | 3 total | 3 available" in described
+    gone = kubectl(lab, "delete", "namespace", ns, "--timeout=60s", binary=binary)  # returns once it is gone
+    assert gone.stdout.strip().startswith(f'namespace "{ns}" deleted')
+    missing = kubectl(lab, "get", "namespace", ns, binary=binary, check=False)
+    assert missing.stderr.strip() == f'Error from server (NotFound): namespaces "{ns}" not found'
+
+
 def test_a_request_without_a_client_certificate_gets_401(lab: dict[str, str]) -> None:
     config = yaml.safe_load(Path(lab["kubeconfig"]).read_text())
     server = config["clusters"][0]["cluster"]["server"]
