@@ -38,7 +38,7 @@ ADMIN_GROUP = "system:masters"
 WORKERS = 8
 # Subresources served, by plural (advertised in discovery; `status` reads as the object).
 SUBRESOURCES: Mapping[str, tuple[str, ...]] = {
-    "pods": ("status", "log"), "deployments": ("status", "scale"), "replicasets": ("status", "scale"),
+    "pods": ("status", "log", "exec"), "deployments": ("status", "scale"), "replicasets": ("status", "scale"),
     "replicationcontrollers": ("status", "scale"), "daemonsets": ("status",), "namespaces": ("status",),
     "nodes": ("status",), "services": ("status",),
 }  # fmt: skip
@@ -266,6 +266,10 @@ async def serve_subresource(request: web.Request, backend: Backend, target: path
         raise status.not_found_path()
     if sub == "status" and method == "GET":
         return json_response(await backend.run(lambda s: resources.get(s, target)))
+    if sub == "exec" and method in ("GET", "POST"):  # GET: the WebSocket upgrade; POST: SPDY, refused inside
+        from testbed.apiserver import execute  # noqa: PLC0415
+
+        return await execute.serve_exec(request, backend, target)
     if sub == "log" and method == "GET":
         from testbed.runtime import state  # noqa: PLC0415
 

@@ -179,6 +179,36 @@ def test_kubectl_rolls_out_scales_waits_logs_and_deletes_a_namespace(lab: dict[s
     assert missing.stderr.strip() == f'Error from server (NotFound): namespaces "{ns}" not found'
 
 
+@pytest.mark.parametrize("binary", KUBECTLS)
+def test_kubectl_exec_runs_in_the_pods_sandbox_and_passes_the_exit_code_and_stdin(lab: dict[str, str], binary: str) -> None:
+    assert kubectl(lab, "exec", "-n", "demo", "pod-a", "--", "hostname", binary=binary).stdout == "pod-a\n"
+    failed = kubectl(lab, "exec", "-n", "demo", "pod-a", "--", "sh", "-c", "echo out; echo err >&2; exit 3",
+                     binary=binary, check=False)  # fmt: skip
+    assert (failed.returncode, failed.stdout) == (3, "out\n")
+    assert failed.stderr == "err\ncommand terminated with exit code 3\n"
+    echoed = kubectl(lab, "exec", "-i", "-n", "demo", "pod-c", "--", "cat", stdin="through stdin\n", binary=binary)
+    assert echoed.stdout == "through stdin\n"
+    # -t: a terminal (script gives kubectl one); stderr comes back on it, the code still passes
+    session = subprocess.run(
+        ["script", "-qec", f"{binary} exec -it -n demo pod-a -- sh -c 'test -t 0 && echo on-a-tty; exit 4'", "/dev/null"],
+        capture_output=True, text=True, timeout=30, env={**os.environ, "KUBECONFIG": lab["kubeconfig"]},
+    )  # fmt: skip
+    assert "on-a-tty" in session.stdout and session.returncode == 4
+
+
+def test_the_python_clients_exec_stream_gets_output_and_exit_code(lab: dict[str, str]) -> None:
+    from kubernetes import client, config  # noqa: PLC0415
+    from kubernetes.stream import stream  # noqa: PLC0415
+
+    core = client.CoreV1Api(config.new_client_from_config(config_file=lab["kubeconfig"]))
+    assert stream(core.connect_get_namespaced_pod_exec, "pod-b", "demo", command=["hostname"], stderr=True,
+                  stdin=False, stdout=True, tty=False) == "pod-b\n"  # fmt: skip
+    run = stream(core.connect_get_namespaced_pod_exec, "pod-b", "demo", command=["sh", "-c", "echo o; echo e >&2; exit 5"],
+                 stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)  # fmt: skip
+    run.run_forever(timeout=10)
+    assert (run.read_stdout(), run.read_stderr(), run.returncode) == ("o\n", "e\n", 5)
+
+
 def test_a_request_without_a_client_certificate_gets_401(lab: dict[str, str]) -> None:
     config = yaml.safe_load(Path(lab["kubeconfig"]).read_text())
     server = config["clusters"][0]["cluster"]["server"]

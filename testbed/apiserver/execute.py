@@ -1,0 +1,214 @@
+"""``pods/<name>/exec`` over WebSocket: `kubectl exec` (1.30+) and the Python client's
+``stream``.
+
+The protocol [apimachinery util/remotecommand; client-go tools/remotecommand/websocket.go]:
+the client upgrades ``GET .../exec?command=a&command=b&container=c&stdin=&stdout=&stderr=&tty=``
+with subprotocol ``v5.channel.k8s.io`` (kubectl) or ``v4.channel.k8s.io`` (the Python
+client before v36). Each binary message is a channel byte and a payload: 0 stdin (from the
+client), 1 stdout, 2 stderr, 3 the closing Status, 4 terminal resizes as JSON
+``{"Width": W, "Height": H}``; v5 adds ``[255, channel]``, the client closing its stdin. The
+command ends with a Status on channel 3 (``Success``, or ``Failure`` / ``NonZeroExitCode``
+with the code as the first cause, which both kubectl and the Python client read) and a
+close frame with code 1000. With ``tty`` the command gets a terminal and its stderr is its
+stdout. The client pings every 5 s; aiohttp answers.
+
+The command runs as `testbed exec` runs it: in the pod's sandbox (``sandbox.exec_argv``:
+nsenter into the pause's namespaces, the container's securityContext), or in its netns
+only when the sandbox is gone. kubectl older than 1.30 speaks only SPDY, which is not
+served: the handshake's 400 Status says to use a newer kubectl or `testbed exec`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import pty
+import struct
+import termios
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from testbed import naming
+from testbed.apiserver import resources, status
+from testbed.apiserver.paths import Target
+from testbed.netns import processes, sandbox, security
+
+PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+READ_SIZE = 32 * 1024
+
+
+def exit_status(code: int) -> dict[str, Any]:
+    """The Status that ends a command (pure)."""
+    if code == 0:
+        return {"metadata": {}, "status": "Success"}
+    return {
+        "metadata": {}, "status": "Failure", "message": f"command terminated with non-zero exit code: exit status {code}",
+        "reason": "NonZeroExitCode", "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
+    }  # fmt: skip
+
+
+def frame(channel: int, data: bytes) -> bytes:
+    return bytes([channel]) + data
+
+
+def _flag(query: Any, name: str) -> bool:
+    return query.get(name, "").lower() not in ("", "0", "false")
+
+
+def command_argv(lab: str, pod: dict[str, Any], container: str | None, command: list[str]) -> list[str]:
+    """How to run ``command`` in ``pod``'s container, as `testbed exec` would."""
+    meta = pod["metadata"]
+    containers = [c.get("name") for c in pod.get("spec", {}).get("containers", [])]
+    if container is not None and container not in containers:
+        raise status.bad_request(f"container {container} is not valid for pod {meta['name']}")
+    index = containers.index(container) if container is not None else 0
+    try:
+        who = security.of_pod_record(pod, index)
+    except security.SecurityError as exc:
+        raise status.bad_request(f"pod {meta['name']}: {exc}") from None
+    netns = naming.pod_netns(lab, meta["namespace"], meta["name"])
+    pause = sandbox.find(netns)
+    if pause is None:
+        return processes.netns_exec_argv(netns, command)
+    return sandbox.exec_argv(pause, command, who)
+
+
+async def serve_exec(request: web.Request, backend: Any, target: Target) -> web.StreamResponse:
+    query = request.query
+    command = query.getall("command", [])
+    if not command:
+        raise status.bad_request("you must specify at least one command for the container")
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        raise status.bad_request("exec is served over WebSocket only (v5.channel.k8s.io, v4.channel.k8s.io): "
+                                 "use kubectl 1.30 or newer, or `testbed exec`")  # fmt: skip
+    pod = await backend.run(lambda s: resources.get(s, Target(target.kind, target.namespace, target.name)))
+    phase = pod.get("status", {}).get("phase")
+    if phase in ("Succeeded", "Failed"):
+        raise status.bad_request(f"cannot exec into a container in a completed pod; current phase is {phase}")
+    argv = command_argv(backend.lab, pod, query.get("container"), command)
+    ws = web.WebSocketResponse(protocols=PROTOCOLS, autoping=True, heartbeat=None, max_msg_size=0)
+    await ws.prepare(request)
+    if ws.ws_protocol is None:
+        await ws.close(code=1002, message=b"no supported subprotocol")
+        return ws
+    tty = _flag(query, "tty")
+    code = await (_run_tty(ws, argv) if tty else _run_pipes(ws, argv, _flag(query, "stdin")))
+    with contextlib.suppress(ConnectionResetError):
+        await ws.send_bytes(frame(ERROR, json.dumps(exit_status(code)).encode()))
+        await ws.close(code=1000)
+    return ws
+
+
+async def _pump(reader: asyncio.StreamReader, ws: web.WebSocketResponse, channel: int) -> None:
+    while chunk := await reader.read(READ_SIZE):
+        with contextlib.suppress(ConnectionResetError):
+            await ws.send_bytes(frame(channel, chunk))
+
+
+async def _stdin(ws: web.WebSocketResponse, write: Any, close: Any, resize: Any = None) -> None:
+    """Client frames to the command: stdin data, stdin closed (v5), resizes."""
+    async for message in ws:
+        if message.type == WSMsgType.BINARY:
+            data = message.data
+        elif message.type == WSMsgType.TEXT:  # the Python client may send stdin as text
+            data = message.data.encode()
+        else:
+            break
+        if not data:
+            continue
+        channel, payload = data[0], data[1:]
+        if channel == STDIN and payload:
+            await write(payload)
+        elif channel == CLOSE and payload[:1] == bytes([STDIN]):
+            await close()
+        elif channel == RESIZE and resize is not None:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                size = json.loads(payload)
+                resize(int(size["Width"]), int(size["Height"]))
+    await close()
+
+
+async def _run_pipes(ws: web.WebSocketResponse, argv: list[str], with_stdin: bool) -> int:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.PIPE if with_stdin else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+
+    async def write(data: bytes) -> None:
+        if proc.stdin is not None and not proc.stdin.is_closing():
+            proc.stdin.write(data)
+            with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+                await proc.stdin.drain()
+
+    async def close() -> None:
+        if proc.stdin is not None and not proc.stdin.is_closing():
+            proc.stdin.close()
+
+    feeder = asyncio.ensure_future(_stdin(ws, write, close))
+    try:
+        await asyncio.gather(_pump(proc.stdout, ws, STDOUT), _pump(proc.stderr, ws, STDERR))
+        return await proc.wait()
+    finally:
+        feeder.cancel()
+        if proc.returncode is None:  # the client went away first
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+async def _run_tty(ws: web.WebSocketResponse, argv: list[str]) -> int:
+    master, slave = pty.openpty()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True, preexec_fn=_controlling_tty,
+        )  # fmt: skip
+    finally:
+        os.close(slave)
+    loop = asyncio.get_running_loop()
+    output: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def readable() -> None:
+        try:
+            output.put_nowait(os.read(master, READ_SIZE))
+        except OSError:  # EIO: the terminal's last writer is gone
+            loop.remove_reader(master)
+            output.put_nowait(b"")
+
+    loop.add_reader(master, readable)
+
+    async def write(data: bytes) -> None:
+        with contextlib.suppress(OSError):
+            os.write(master, data)
+
+    async def close() -> None:
+        await write(b"\x04")  # end of input at the terminal
+
+    def resize(width: int, height: int) -> None:
+        with contextlib.suppress(OSError):
+            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+
+    feeder = asyncio.ensure_future(_stdin(ws, write, close, resize))
+    try:
+        while chunk := await output.get():
+            with contextlib.suppress(ConnectionResetError):
+                await ws.send_bytes(frame(STDOUT, chunk))
+        return await proc.wait()
+    finally:
+        feeder.cancel()
+        loop.remove_reader(master)
+        os.close(master)
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+def _controlling_tty() -> None:
+    """In the child, after setsid: stdin (the pty's slave) becomes its controlling terminal."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
