@@ -209,6 +209,22 @@ def test_the_python_clients_exec_stream_gets_output_and_exit_code(lab: dict[str,
     assert (run.read_stdout(), run.read_stderr(), run.returncode) == ("o\n", "e\n", 5)
 
 
+@pytest.mark.parametrize("binary", KUBECTLS)
+def test_kubectls_imperative_commands_in_protobuf_make_real_objects(lab: dict[str, str], binary: str) -> None:
+    ns = f"imp-{KUBECTLS.index(binary)}"
+    assert kubectl(lab, "create", "namespace", ns, binary=binary).stdout.strip() == f"namespace/{ns} created"
+    made = kubectl(lab, "create", "deployment", "web", "--image=nginx", "--replicas=2", "--port=80", "-n", ns,
+                   binary=binary)  # fmt: skip
+    assert made.stdout.strip() == "deployment.apps/web created"
+    kubectl(lab, "create", "configmap", "settings", "--from-literal=a=1", "-n", ns, binary=binary)
+    assert kubectl(lab, "get", "configmap", "settings", "-n", ns, "-o", "jsonpath={.data.a}", binary=binary).stdout == "1"
+    kubectl(lab, "rollout", "status", "deployment/web", "-n", ns, "--timeout=30s", binary=binary)
+    ports = kubectl(lab, "get", "pods", "-n", ns, "-l", "app=web", "-o",
+                    "jsonpath={.items[*].spec.containers[0].ports[0].containerPort}", binary=binary)  # fmt: skip
+    assert ports.stdout.split() == ["80", "80"]
+    kubectl(lab, "delete", "namespace", ns, "--timeout=60s", binary=binary)
+
+
 def test_a_request_without_a_client_certificate_gets_401(lab: dict[str, str]) -> None:
     config = yaml.safe_load(Path(lab["kubeconfig"]).read_text())
     server = config["clusters"][0]["cluster"]["server"]
