@@ -225,6 +225,32 @@ def test_kubectls_imperative_commands_in_protobuf_make_real_objects(lab: dict[st
     kubectl(lab, "delete", "namespace", ns, "--timeout=60s", binary=binary)
 
 
+def test_server_side_apply_and_every_patch_type_change_the_stored_object(lab: dict[str, str]) -> None:
+    config = DEPLOYMENT.replace("name: web", "name: ssa").replace("app: web", "app: ssa").replace("{app: web}", "{app: ssa}")
+    assert kubectl(lab, "apply", "--server-side", "-f", "-", stdin=config).stdout.strip() == \
+        "deployment.apps/ssa serverside-applied"
+    kubectl(lab, "apply", "--server-side", "-f", "-", stdin=config.replace("replicas: 2", "replicas: 3"))
+
+    def replicas() -> str:
+        return kubectl(lab, "get", "deploy", "ssa", "-n", "demo", "-o", "jsonpath={.spec.replicas}").stdout
+
+    assert replicas() == "3"
+    kubectl(lab, "patch", "deploy", "ssa", "-n", "demo", "-p", '{"spec":{"replicas":1}}')  # strategic
+    assert replicas() == "1"
+    kubectl(lab, "patch", "deploy", "ssa", "-n", "demo", "--type=merge", "-p", '{"spec":{"replicas":2}}')
+    assert replicas() == "2"
+    kubectl(lab, "patch", "deploy", "ssa", "-n", "demo", "--type=json", "-p",
+            '[{"op":"replace","path":"/spec/replicas","value":0}]')  # fmt: skip
+    assert replicas() == "0"
+    bad = kubectl(lab, "patch", "deploy", "ssa", "-n", "demo", "--type=json", "-p",
+                  '[{"op":"remove","path":"/spec/nope"}]', check=False)  # fmt: skip
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == 'The request is invalid: remove operation does not apply: doc is missing path: "/spec/nope": missing value'
+    kubectl(lab, "delete", "deploy", "ssa", "-n", "demo")
+    wait_for("ssa's pods gone", lambda: kubectl(lab, "get", "pods", "-n", "demo", "-l", "app=ssa", "-o", "name")
+             .stdout.strip() == "", timeout=30)  # fmt: skip
+
+
 def test_a_request_without_a_client_certificate_gets_401(lab: dict[str, str]) -> None:
     config = yaml.safe_load(Path(lab["kubeconfig"]).read_text())
     server = config["clusters"][0]["cluster"]["server"]
