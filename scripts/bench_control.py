@@ -7,8 +7,9 @@ its glue), of the controller manager, the API server and the supervisor; then, `
 times, a Deployment of 1 and of 10 nginx replicas applied with ``--wait=false`` and timed
 until its status says every replica is available (the controllers' and kubelets' own
 report), then deleted; then the real kubectl (the pinned one) against the lab's API server:
-``kubectl get pods -A`` timed ``API_RUNS`` times, beside ``kubectl version --client`` in the
-same run (kubectl's own start-up: the baseline the round trip sits on). Pure summaries are
+``kubectl get pods -A`` and ``kubectl exec -- true`` timed ``API_RUNS`` times, beside
+``kubectl version --client`` in the same run (kubectl's own start-up: the baseline the round
+trip sits on), and the delay from a Pod's create to its watch event (the Python client). Pure summaries are
 unit-tested (tests/unit/test_bench_control.py).
 """
 
@@ -122,15 +123,54 @@ def time_kubectl(bench: Any, lab: str, runs: int = API_RUNS) -> dict[str, list[f
         config.write_text(subprocess.run(bench.testbed("kubeconfig", "--lab", lab), cwd=bench.REPO, capture_output=True,
                                          text=True, timeout=30, check=True).stdout)  # fmt: skip
         env = {"PATH": "/usr/bin:/bin", "HOME": folder, "KUBECONFIG": str(config), "KUBECACHEDIR": f"{folder}/cache"}
-        times: dict[str, list[float]] = {"get_pods": [], "version_client": []}
-        for name, argv in (("get_pods", ["get", "pods", "-A"]), ("version_client", ["version", "--client"])) * (runs + 1):
+        times: dict[str, list[float]] = {"get_pods": [], "version_client": [], "exec_true": []}
+        commands = (("get_pods", ["get", "pods", "-A"]), ("version_client", ["version", "--client"]),
+                    ("exec_true", ["exec", "-n", "demo", "pod-a", "--", "true"]))  # fmt: skip
+        for name, argv in commands * (runs + 1):
             started = time.perf_counter()
             proc = subprocess.run([str(KUBECTL), *argv], env=env, capture_output=True, text=True, timeout=30)
             took = time.perf_counter() - started
             if proc.returncode != 0:
                 raise bench.BenchError(f"kubectl {' '.join(argv)} failed: {bench.last_line(proc.stderr)}")
             times[name].append(took)
+        times["watch_delay"] = watch_delays(str(config), runs)
     return {name: values[1:] for name, values in times.items()}  # the first of each warms the discovery cache
+
+
+def watch_delays(kubeconfig: str, runs: int) -> list[float]:
+    """Seconds from sending a Pod's create to that Pod's ADDED event on a watch opened before
+    (the official Python client on both ends; the event can come before the create's own
+    answer), ``runs + 1`` times."""
+    import threading  # noqa: PLC0415
+
+    from kubernetes import client, config, watch  # noqa: PLC0415
+
+    core = client.CoreV1Api(config.new_client_from_config(config_file=kubeconfig))
+    seen: dict[str, float] = {}
+    stream = watch.Watch()
+    start_rv = core.list_namespaced_pod("demo").metadata.resource_version
+
+    def follow() -> None:
+        for event in stream.stream(core.list_namespaced_pod, "demo", resource_version=start_rv, timeout_seconds=60):
+            if event["type"] == "ADDED":
+                seen.setdefault(event["object"].metadata.name, time.perf_counter())
+            if len(seen) > runs:
+                stream.stop()
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    created: dict[str, float] = {}
+    for i in range(runs + 1):
+        name = f"watched-{i}"
+        body = {"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "busybox",
+                                                                     "command": ["sleep", "3600"]}]}}  # fmt: skip
+        created[name] = time.perf_counter()
+        core.create_namespaced_pod("demo", body)
+        time.sleep(0.05)
+    reader.join(timeout=30)
+    for name in created:
+        core.delete_namespaced_pod(name, "demo", grace_period_seconds=0)
+    return [seen[n] - created[n] for n in created if n in seen]
 
 
 def control(bench: Any, repeat: int) -> dict[str, Any]:
@@ -186,4 +226,11 @@ def render_lines(section: dict[str, Any]) -> list[str]:
             f"{api['version_client'] * 1000:.0f} ms in the same run ({api['get_pods'] / api['version_client']:.2f}x): "
             f"the round trip costs {(api['get_pods'] - api['version_client']) * 1000:.0f} ms"
         )
+    if "exec_true" in api and "version_client" in api:
+        lines.append(
+            f"API server: kubectl exec -- true median {api['exec_true'] * 1000:.0f} ms "
+            f"({api['exec_true'] / api['version_client']:.2f}x kubectl version --client)"
+        )
+    if "watch_delay" in api:
+        lines.append(f"API server: a Pod's create sent -> its ADDED watch event: median {api['watch_delay'] * 1000:.1f} ms")
     return lines

@@ -34,6 +34,10 @@ from testbed.kube.errors import ManifestError
 Value = dict[str, Any]
 # Namespaces the API server refuses to delete [k8s.io/apiserver pkg/admission/plugin/namespace/lifecycle].
 IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
+# Kinds whose DELETE answers with the deleted object's last state, not a Status
+# (``ReturnDeletedObject: true`` in their registry [k8s pkg/registry/core/pod/storage/storage.go,
+# serviceaccount, podsecuritypolicy]); the Python client's typed delete of a pod reads a V1Pod.
+RETURN_DELETED = ("pods", "serviceaccounts", "podsecuritypolicies")
 
 
 def served(kind: registry.Kind, value: Mapping[str, Any], revision: int) -> Value:
@@ -217,8 +221,9 @@ def delete_options(body: object, query: Mapping[str, str]) -> DeleteOptions:
 
 def delete(store: Datastore, target: Target, options: DeleteOptions) -> tuple[int, Value]:
     """DELETE of one object: (200, the object, marked for deletion) while a kubelet or a
-    controller still has work on it, else (200, a Success Status naming its uid) [as the
-    API server answers; kubectl's wait keys on the uid]."""
+    controller still has work on it, else (200, a Success Status naming its uid, or the
+    last state for RETURN_DELETED kinds) [as the API server answers; kubectl's wait keys on
+    the uid]."""
     kind = target.kind
     assert target.name is not None
     current = get(store, target)
@@ -244,6 +249,8 @@ def delete(store: Datastore, target: Target, options: DeleteOptions) -> tuple[in
     after = store.get_versioned(kind.key(target.namespace, target.name))
     if after is not None:
         return 200, served(kind, after.value, after.revision)
+    if kind.plural in RETURN_DELETED:
+        return 200, current
     details = {"name": target.name, "kind": kind.plural, "uid": current["metadata"]["uid"]}
     if kind.group:
         details["group"] = kind.group
