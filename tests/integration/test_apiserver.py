@@ -310,6 +310,10 @@ def test_the_python_client_lists_creates_updates_and_watches(lab: dict[str, str]
     assert gone.value.status == 404
     started = time.monotonic()
     assert [e["type"] for e in stream.stream(core.list_namespaced_pod, "demo", timeout_seconds=1)] == ["ADDED"] * 4
+    bare = core.create_namespaced_pod("default", {"metadata": {"name": "py-pod"}, "spec": {"containers": [
+        {"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}})  # fmt: skip
+    assert bare.metadata.namespace == "default" and bare.status.phase == "Pending"
+    assert core.delete_namespaced_pod("py-pod", "default").metadata.name == "py-pod"  # the pod, as its registry answers
     assert time.monotonic() - started < 5
 
 
