@@ -261,6 +261,41 @@ def test_testbed_kubectl_hands_commands_it_does_not_have_to_the_real_kubectl(lab
     assert stat.S_IMODE(os.stat(kubeconfig).st_mode) == 0o600
 
 
+def test_run_wait_expose_endpoints_watch_and_a_replaced_replicaset_pod(lab: dict[str, str]) -> None:
+    ns = "runs"
+    kubectl(lab, "create", "namespace", ns)
+    watching = subprocess.Popen(
+        [str(PINNED_KUBECTL), "get", "pods", "-n", ns, "-w", "--output-watch-events"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "KUBECONFIG": lab["kubeconfig"]},
+    )  # fmt: skip
+    try:
+        assert kubectl(lab, "run", "one", "--image=busybox", "--restart=Never", "-n", ns, "--", "sleep", "3600"
+                       ).stdout.strip() == "pod/one created"  # fmt: skip
+        assert kubectl(lab, "wait", "--for=condition=Ready", "pod/one", "-n", ns, "--timeout=30s").stdout.strip() == \
+            "pod/one condition met"
+        time.sleep(0.5)
+    finally:
+        watching.terminate()
+    events = [line.split() for line in watching.communicate(timeout=10)[0].splitlines()[1:]]
+    assert events[0][:2] == ["ADDED", "one"] and events[-1][:4] == ["MODIFIED", "one", "1/1", "Running"]
+    kubectl(lab, "apply", "-f", "-", stdin=DEPLOYMENT.replace("namespace: demo", f"namespace: {ns}"))
+    kubectl(lab, "rollout", "status", "deployment/web", "-n", ns, "--timeout=30s")
+    assert kubectl(lab, "expose", "deployment", "web", "-n", ns, "--port=80").stdout.strip() == "service/web exposed"
+
+    def endpoints() -> list[str]:
+        cell = kubectl(lab, "get", "endpoints", "web", "-n", ns, check=False).stdout.splitlines()[1:]
+        return sorted(cell[0].split()[1].split(",")) if cell and cell[0].split()[1] != "<none>" else []
+
+    wait_for("web's two endpoints", lambda: len(endpoints()) == 2, timeout=20)
+    victim = kubectl(lab, "get", "pods", "-n", ns, "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}").stdout
+    kubectl(lab, "delete", "pod", victim, "-n", ns)
+    wait_for("a replacement", lambda: len(set(kubectl(lab, "get", "pods", "-n", ns, "-l", "app=web", "-o", "name")
+                                              .stdout.split()) - {f"pod/{victim}"}) == 2, timeout=30)  # fmt: skip
+    kubectl(lab, "annotate", "pod", "one", "-n", ns, "note=x")
+    assert kubectl(lab, "get", "pod", "one", "-n", ns, "-o", "jsonpath={.metadata.annotations.note}").stdout == "x"
+    kubectl(lab, "delete", "namespace", ns, "--timeout=60s")
+
+
 def test_a_request_without_a_client_certificate_gets_401(lab: dict[str, str]) -> None:
     config = yaml.safe_load(Path(lab["kubeconfig"]).read_text())
     server = config["clusters"][0]["cluster"]["server"]
