@@ -133,6 +133,65 @@ def _agnhost(context: PodContext) -> Program:
     return Program(argv=(sys.executable, "-m", "agents.apps.serve", "--tcp", "80,81", "--udp", "80,81", "--name", name))
 
 
+AGNHOST_DEFAULT_PORT = 9376  # serve-hostname's --port default [kubernetes test/images/agnhost/serve-hostname]
+
+
+def _flags(args: tuple[str, ...]) -> dict[str, str]:
+    """Go-style flags (``--a``, ``--a=v``, ``--a v``) and the positional words under "" (pure)."""
+    found: dict[str, str] = {}
+    positional: list[str] = []
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word.startswith("-"):
+            name, eq, value = word.lstrip("-").partition("=")
+            if not eq and i + 1 < len(args) and not args[i + 1].startswith("-") and name in ("port", "timeout",
+                                                                                            "protocol"):  # fmt: skip
+                value, i = args[i + 1], i + 1
+            found[name] = value if eq or value else "true"
+        else:
+            positional.append(word)
+        i += 1
+    found[""] = " ".join(positional)
+    return found
+
+
+def agnhost_argv(command: tuple[str, ...]) -> tuple[str, ...]:
+    """An agnhost command line as the lab runs it (pure): ``serve-hostname`` (``--tcp``,
+    ``--udp``, ``--port``, ``--http=false``) is ``agents.apps.serve`` answering with the
+    hostname (the pod's name); ``connect HOST:PORT [--protocol=tcp|udp] [--timeout=1s]`` is
+    ``agents.apps.connect``, exiting 0 when it connected and 1 when not, as agnhost does;
+    anything else runs as given. The upstream NetworkPolicy e2e suite uses exactly these
+    two [kubernetes test/e2e/network/netpol/kubemanager.go, probe.go]. The image's
+    entrypoint ``/agnhost`` may be given or not."""
+    words = command[1:] if command and _basename(command[0]) == "agnhost" else command
+    if not words:
+        raise UnknownImage("agnhost: no subcommand (this lab runs serve-hostname and connect)")
+    sub, args = words[0], words[1:]
+    flags = _flags(args)
+    if sub == "serve-hostname":
+        if flags.get("sctp", "false") != "false":
+            raise UnknownImage("agnhost serve-hostname --sctp: this machine's kernel has no SCTP sockets")
+        if flags.get("http", "true") != "false":
+            raise UnknownImage("agnhost serve-hostname: only --http=false (with --tcp or --udp) is emulated")
+        port = flags.get("port", str(AGNHOST_DEFAULT_PORT))
+        argv = [sys.executable, "-m", "agents.apps.serve"]
+        for protocol in ("tcp", "udp"):
+            if flags.get(protocol, "false") != "false":
+                argv += [f"--{protocol}", port]
+        return tuple(argv)
+    if sub == "connect":
+        host, _, port = flags[""].rpartition(":")
+        timeout = flags.get("timeout", "1s").rstrip("s") or "1"
+        return (sys.executable, "-m", "agents.apps.connect", host.strip("[]"), port,
+                "--protocol", flags.get("protocol", "tcp"), "--timeout", timeout)  # fmt: skip
+    return command
+
+
+def _agnhost_command(_context: PodContext, command: tuple[str, ...]) -> Program:
+    return Program(argv=agnhost_argv(command), env=container_env())
+
+
 def _coredns(context: PodContext) -> Program:
     """The lab's cluster DNS, reading Services from the lab's etcd over its unix socket."""
     from testbed.runtime import etcd_server, state  # noqa: PLC0415 - only this image needs them
@@ -224,10 +283,11 @@ IMAGES = {
         ),
         Image(
             "agnhost",
-            "answers on TCP and UDP ports 80 and 81 with <namespace>/<pod>",
+            "answers on TCP and UDP ports 80 and 81 with <namespace>/<pod>; agnhost serve-hostname and connect",
             _agnhost,
-            _as_given,
+            _agnhost_command,
             env=container_env(),
+            interactive=agnhost_argv,
         ),
         Image(
             "star-probe",

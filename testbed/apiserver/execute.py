@@ -32,7 +32,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from testbed import naming
+from testbed import images, naming
 from testbed.apiserver import resources, status
 from testbed.apiserver.paths import Target
 from testbed.netns import processes, sandbox, security
@@ -60,22 +60,29 @@ def _flag(query: Any, name: str) -> bool:
     return query.get(name, "").lower() not in ("", "0", "false")
 
 
-def command_argv(lab: str, pod: dict[str, Any], container: str | None, command: list[str]) -> list[str]:
-    """How to run ``command`` in ``pod``'s container, as `testbed exec` would."""
+def command_argv(lab: str, pod: dict[str, Any], container: str | None, command: list[str],
+                 ) -> tuple[list[str], dict[str, str]]:  # fmt: skip
+    """How to run ``command`` in ``pod``'s container, as `testbed kubectl exec` runs it: the
+    image's environment and its programs (busybox's applets, agnhost's subcommands), in
+    the pod's sandbox with the container's securityContext; argv and environment."""
     meta = pod["metadata"]
-    containers = [c.get("name") for c in pod.get("spec", {}).get("containers", [])]
+    specs = pod.get("spec", {}).get("containers", [])
+    containers = [c.get("name") for c in specs]
     if container is not None and container not in containers:
         raise status.bad_request(f"container {container} is not valid for pod {meta['name']}")
     index = containers.index(container) if container is not None else 0
     try:
         who = security.of_pod_record(pod, index)
-    except security.SecurityError as exc:
+        argv, env = images.interactive_argv(str(specs[index].get("image", "busybox")) if specs else "busybox",
+                                            tuple(command))  # fmt: skip
+    except (security.SecurityError, images.UnknownImage) as exc:
         raise status.bad_request(f"pod {meta['name']}: {exc}") from None
     netns = naming.pod_netns(lab, meta["namespace"], meta["name"])
     pause = sandbox.find(netns)
+    environment = {**os.environ, **env}
     if pause is None:
-        return processes.netns_exec_argv(netns, command)
-    return sandbox.exec_argv(pause, command, who)
+        return processes.netns_exec_argv(netns, list(argv)), environment
+    return sandbox.exec_argv(pause, argv, who), environment
 
 
 async def serve_exec(request: web.Request, backend: Any, target: Target) -> web.StreamResponse:
@@ -90,14 +97,14 @@ async def serve_exec(request: web.Request, backend: Any, target: Target) -> web.
     phase = pod.get("status", {}).get("phase")
     if phase in ("Succeeded", "Failed"):
         raise status.bad_request(f"cannot exec into a container in a completed pod; current phase is {phase}")
-    argv = command_argv(backend.lab, pod, query.get("container"), command)
+    argv, env = command_argv(backend.lab, pod, query.get("container"), command)
     ws = web.WebSocketResponse(protocols=PROTOCOLS, autoping=True, heartbeat=None, max_msg_size=0)
     await ws.prepare(request)
     if ws.ws_protocol is None:
         await ws.close(code=1002, message=b"no supported subprotocol")
         return ws
     tty = _flag(query, "tty")
-    code = await (_run_tty(ws, argv) if tty else _run_pipes(ws, argv, _flag(query, "stdin")))
+    code = await (_run_tty(ws, argv, env) if tty else _run_pipes(ws, argv, env, _flag(query, "stdin")))
     with contextlib.suppress(ConnectionResetError):
         await ws.send_bytes(frame(ERROR, json.dumps(exit_status(code)).encode()))
         await ws.close(code=1000)
@@ -133,10 +140,10 @@ async def _stdin(ws: web.WebSocketResponse, write: Any, close: Any, resize: Any 
     await close()
 
 
-async def _run_pipes(ws: web.WebSocketResponse, argv: list[str], with_stdin: bool) -> int:
+async def _run_pipes(ws: web.WebSocketResponse, argv: list[str], env: dict[str, str], with_stdin: bool) -> int:
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.PIPE if with_stdin else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True, env=env,
     )  # fmt: skip
     assert proc.stdout is not None and proc.stderr is not None
 
@@ -162,11 +169,12 @@ async def _run_pipes(ws: web.WebSocketResponse, argv: list[str], with_stdin: boo
             await proc.wait()
 
 
-async def _run_tty(ws: web.WebSocketResponse, argv: list[str]) -> int:
+async def _run_tty(ws: web.WebSocketResponse, argv: list[str], env: dict[str, str]) -> int:
     master, slave = pty.openpty()
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True, preexec_fn=_controlling_tty,
+            env={**env, "TERM": env.get("TERM", "xterm")},
         )  # fmt: skip
     finally:
         os.close(slave)

@@ -296,6 +296,63 @@ def test_run_wait_expose_endpoints_watch_and_a_replaced_replicaset_pod(lab: dict
     kubectl(lab, "delete", "namespace", ns, "--timeout=60s")
 
 
+AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
+
+
+def test_the_upstream_network_policy_e2e_flow_through_the_python_client_alone(lab: dict[str, str]) -> None:
+    """As test/e2e/network/netpol does it: agnhost pods serving their hostname on one
+    container per port and protocol, probes by exec of `agnhost connect`, policies created
+    through the API; the verdicts its cases expect."""
+    from kubernetes import client, config  # noqa: PLC0415
+    from kubernetes.stream import stream  # noqa: PLC0415
+
+    api_client = config.new_client_from_config(config_file=lab["kubeconfig"])
+    core, net = client.CoreV1Api(api_client), client.NetworkingV1Api(api_client)
+
+    def container(port: int, protocol: str) -> dict:
+        return {"name": f"cont-{port}-{protocol}", "image": AGNHOST, "command": ["/agnhost"],
+                "args": ["serve-hostname", f"--{protocol}", "--http=false", "--port", str(port)],
+                "ports": [{"containerPort": port, "protocol": protocol.upper(), "name": f"serve-{port}-{protocol}"}]}
+
+    for ns in ("e2e-x", "e2e-y"):
+        core.create_namespace({"metadata": {"name": ns, "labels": {"ns": ns}}})
+        for pod in ("a", "b"):
+            core.create_namespaced_pod(ns, {"metadata": {"name": pod, "labels": {"pod": pod}},
+                                            "spec": {"containers": [container(80, "tcp"), container(81, "udp")]}})
+
+    def ready(ns: str, pod: str) -> bool:
+        found = core.read_namespaced_pod(pod, ns)
+        return any(c.type == "Ready" and c.status == "True" for c in found.status.conditions or [])
+
+    wait_for("the e2e pods Ready", lambda: all(ready(n, p) for n in ("e2e-x", "e2e-y") for p in ("a", "b")), timeout=30)
+    ips = {(n, p): core.read_namespaced_pod(p, n).status.pod_ip for n in ("e2e-x", "e2e-y") for p in ("a", "b")}
+
+    def connects(src: tuple[str, str], dst: tuple[str, str], port: int, protocol: str) -> bool:
+        run = stream(core.connect_get_namespaced_pod_exec, src[1], src[0], container=f"cont-{port}-{protocol}",
+                     command=["/agnhost", "connect", f"{ips[dst]}:{port}", "--timeout=1s", f"--protocol={protocol}"],
+                     stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)  # fmt: skip
+        run.run_forever(timeout=10)
+        return run.returncode == 0
+
+    x_a, x_b, y_a = ("e2e-x", "a"), ("e2e-x", "b"), ("e2e-y", "a")
+    assert connects(x_a, x_b, 80, "tcp") and connects(y_a, x_b, 81, "udp")  # no policy: all allowed
+    net.create_namespaced_network_policy("e2e-x", {"metadata": {"name": "deny-ingress"},
+                                                   "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}})
+    wait_for("deny-ingress enforced", lambda: not connects(y_a, x_b, 80, "tcp"), timeout=10)
+    assert not connects(x_a, x_b, 80, "tcp") and not connects(y_a, x_b, 81, "udp")
+    assert connects(x_b, y_a, 80, "tcp")  # egress from e2e-x is not isolated
+    net.create_namespaced_network_policy("e2e-x", {"metadata": {"name": "allow-y-80"}, "spec": {
+        "podSelector": {"matchLabels": {"pod": "b"}}, "policyTypes": ["Ingress"],
+        "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "e2e-y"}}}],
+                     "ports": [{"port": 80, "protocol": "TCP"}]}]}})  # fmt: skip
+    wait_for("allow-y-80 enforced", lambda: connects(y_a, x_b, 80, "tcp"), timeout=10)
+    assert not connects(y_a, x_b, 81, "udp") and not connects(x_a, x_b, 80, "tcp")
+    for ns in ("e2e-x", "e2e-y"):
+        core.delete_namespace(ns)
+    wait_for("the e2e namespaces gone", lambda: not {n.metadata.name for n in core.list_namespace().items}
+             & {"e2e-x", "e2e-y"}, timeout=60)  # fmt: skip
+
+
 def test_a_request_without_a_client_certificate_gets_401(lab: dict[str, str]) -> None:
     config = yaml.safe_load(Path(lab["kubeconfig"]).read_text())
     server = config["clusters"][0]["cluster"]["server"]

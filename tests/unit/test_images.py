@@ -199,3 +199,20 @@ def test_star_collect_default_reads_the_labs_etcd() -> None:
     )  # fmt: skip
     given = images.program_for("calico/star-collect", ("collect", "--http-port=9001"), CONTEXT)
     assert given is not None and given.argv[3:5] == ("--http-port=9001", "--lab")
+
+
+def test_agnhost_serve_hostname_and_connect_run_as_the_labs_server_and_probe() -> None:
+    import sys  # noqa: PLC0415
+
+    from testbed.images import UnknownImage, agnhost_argv  # noqa: PLC0415
+
+    python = sys.executable
+    assert agnhost_argv(("/agnhost", "serve-hostname", "--tcp", "--http=false", "--port", "80")) == (
+        python, "-m", "agents.apps.serve", "--tcp", "80")  # fmt: skip
+    assert agnhost_argv(("serve-hostname", "--udp", "--http=false", "--port=81")) == (
+        python, "-m", "agents.apps.serve", "--udp", "81")  # fmt: skip
+    assert agnhost_argv(("/agnhost", "connect", "10.65.0.5:80", "--timeout=1s", "--protocol=udp")) == (
+        python, "-m", "agents.apps.connect", "10.65.0.5", "80", "--protocol", "udp", "--timeout", "1")  # fmt: skip
+    assert agnhost_argv(("sh", "-c", "true")) == ("sh", "-c", "true")  # not agnhost's: as given
+    with pytest.raises(UnknownImage, match="--http=false"):
+        agnhost_argv(("/agnhost", "serve-hostname", "--tcp"))
