@@ -115,6 +115,16 @@ def test_locality_spread_is_zero_when_rules_follow_local_pods() -> None:
     assert bp.policy_section(grown)["locality"]["policy"]["shared_rules_spread"] == 24
 
 
+def test_hosts_of_one_lab_may_differ_but_not_their_range_as_pods_grow() -> None:
+    def row(pods: int, low: int, high: int) -> dict:
+        return {"ok": True, "pods": pods, "shared_rules_min": low, "shared_rules_max": high,
+                "endpoint_rules_per_local_pod": 20.0}  # fmt: skip
+
+    # the host with the cluster DNS's pod holds kube-system's profile chains: 16-20 at both sizes
+    assert bp.locality([row(100, 16, 20), row(1000, 16, 20)])["shared_rules_spread"] == 0
+    assert bp.locality([row(100, 16, 20), row(1000, 16, 24)])["shared_rules_spread"] == 4
+
+
 def test_targets_p99_only_at_1000_pods_and_a_miss_fails() -> None:
     ts = bp.policy_targets(bp.policy_section(results()), bench.target)
     assert [t["target"] for t in ts] == ["policy apply-to-enforced p99 (policy, 1000 pods)",
