@@ -300,7 +300,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: events.put("stop"))
     from agents.kubelet import service  # the host's kubelet: threads of this process
+    from testbed.kube import events as recorded_events
 
+    recording = EtcdDatastore.over_tcp(host, int(port))  # the kubelet's events, written by a thread of their own
+    recorded_events.configure(recording.put_many, "kubelet", host=args.host)
     kubelet = service.start(args.lab, args.host, host, int(port))
     try:
         with EtcdDatastore.over_tcp(host, int(port)) as store:

@@ -18,10 +18,18 @@ from agents.kubelet.local import ContainerRun, LocalPod
 from agents.kubelet.podspec import Container, PodView
 from agents.kubelet.prober import Prober
 from testbed import images, naming
+from testbed.kube import events
 from testbed.netns import sandbox, security
 
 LOG = logging.getLogger("agents.kubelet")
 PURPOSES = ("readiness", "liveness")
+COMPONENT = "kubelet"  # the source of its events
+
+
+def container_ref(pod: PodView, container: str) -> dict[str, str]:
+    """The ``involvedObject`` of an event about one container of ``pod``."""
+    return {"kind": "Pod", "apiVersion": "v1", "namespace": pod.namespace, "name": pod.name, "uid": pod.uid,
+            "fieldPath": f"spec.containers{{{container}}}"}  # fmt: skip
 
 
 class ContainerManager:
@@ -50,6 +58,9 @@ class ContainerManager:
         for run in held.containers:
             run = self.reap(key, pod, lifecycle.stop_waiting(run), now, stopping=True)
             if lifecycle.alive(run):
+                if run.kill_at is None and pod is not None:
+                    events.emit(container_ref(pod, run.name), "Killing", f"Stopping container {run.name}",
+                                component=COMPONENT)  # fmt: skip
                 run = self._kill(key, run, now, grace)
             runs.append(run)
         for state_key in [k for k in self.probe_states if k[0] == key]:
@@ -104,6 +115,8 @@ class ContainerManager:
         try:
             proc = self.runtime.start(pod, spec, ip)
         except images.UnknownImage as exc:
+            events.emit(container_ref(pod, spec.name), "Failed", f"Failed to pull image \"{spec.image}\": {exc}", "Warning",
+                        component=COMPONENT)  # fmt: skip
             return lifecycle.cannot_start(run, "ErrImagePull", str(exc))
         except security.SecurityError as exc:
             return lifecycle.cannot_start(run, "CreateContainerConfigError", str(exc))
@@ -115,6 +128,11 @@ class ContainerManager:
             self.procs[(pod.key, spec.name)] = proc
         run = lifecycle.started(run, proc.pid if proc else None, proc.start_ticks if proc else None, now)
         LOG.info("started container %s of %s%s", spec.name, pod.ref, f" as pid {proc.pid}" if proc else " (no program)")
+        ref = container_ref(pod, spec.name)
+        if run.runs <= 1:
+            events.emit(ref, "Pulled", f'Container image "{spec.image}" already present on machine', component=COMPONENT)
+        events.emit(ref, "Created", f"Created container: {spec.name}", component=COMPONENT)
+        events.emit(ref, "Started", f"Started container {spec.name}", component=COMPONENT)
         return dataclasses.replace(run, ready=spec.readiness is None)
 
     def _probe(self, pod: PodView, held: LocalPod, spec: Container, run: ContainerRun, now: float) -> ContainerRun:
@@ -132,6 +150,10 @@ class ContainerManager:
             self.probe_states[state_key] = state
             if purpose == "liveness" and not state.passing:
                 LOG.info("liveness probe of container %s of %s failed: killing it", spec.name, pod.ref)
+                ref = container_ref(pod, spec.name)
+                events.emit(ref, "Unhealthy", "Liveness probe failed", "Warning", component=COMPONENT)
+                events.emit(ref, "Killing", f"Container {spec.name} failed liveness probe, will be restarted",
+                            component=COMPONENT)  # fmt: skip
                 if run.idle:  # no process to wait for: dead at once
                     self._forget_probes(pod.key, spec.name)
                     return lifecycle.exited(run, 137, now, pod.restart_policy, stopping=False)

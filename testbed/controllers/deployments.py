@@ -41,6 +41,7 @@ from testbed.controllers.rollout import (
 )
 from testbed.datastore import keys, records
 from testbed.datastore.base import Datastore, Value, Versioned, WatchEvent, delete_if
+from testbed.kube import events
 from testbed.kube.workloads import TEMPLATE_HASH_LABEL, template_hash
 
 LOG = logging.getLogger("testbed.controllers.deployments")
@@ -147,6 +148,9 @@ class DeploymentController:
             if self._write(store, current, {new_key: rs}, {new_key: 0}):
                 rollout.created, rollout.acted = keys.name_of(new_key), True
                 rollout.logs.append(f"created replicaset {namespace}/{keys.name_of(new_key)} for {where} with {target} replicas")
+                events.emit(events.involved(d, "Deployment", "apps/v1"), "ScalingReplicaSet",
+                            f"Scaled up replica set {keys.name_of(new_key)} from 0 to {target}",
+                            component="deployment-controller")  # fmt: skip
             return False, None
         if step is not None:
             rs_key, target = step
@@ -160,6 +164,9 @@ class DeploymentController:
             if self._write(store, current, {rs_key: rs}, {rs_key: rs_v.revision}):
                 rollout.acted = True
                 rollout.logs.append(f"scaled replicaset {namespace}/{keys.name_of(rs_key)} from {before} to {target} for {where}")
+                events.emit(events.involved(d, "Deployment", "apps/v1"), "ScalingReplicaSet",
+                            f"Scaled {'up' if target > before else 'down'} replica set {keys.name_of(rs_key)} "
+                            f"from {before} to {target}", component="deployment-controller")  # fmt: skip
             return False, None
         if self._clean_history(store, d, olds, where, rollout):
             return False, None

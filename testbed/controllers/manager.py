@@ -325,6 +325,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
+    from testbed.kube import events  # noqa: PLC0415
+
+    recording = EtcdDatastore.over_tcp(host, int(port))  # the events' own client: their thread writes with it
+    events.configure(recording.put_many, "kube-controller-manager")
     with EtcdDatastore.over_tcp(host, int(port)) as store:
         record = read_lab_record(store, stopping)
         options = options_from(args.lab, record, args.resync, args.pod_eviction_timeout, args.node_monitor_grace)

@@ -24,6 +24,7 @@ from typing import Any
 from testbed.controllers import objects as obj
 from testbed.datastore import keys
 from testbed.datastore.base import Datastore, Value, Versioned, WatchEvent
+from testbed.kube import events
 
 LOG = logging.getLogger("testbed.controllers.replicasets")
 
@@ -83,6 +84,8 @@ class ReplicaController:
     def __init__(self, kind: OwnerKind = REPLICA_SET, rng: random.Random | None = None) -> None:
         self.kind = kind
         self.name = kind.resource
+        # the source of its events, as kube-controller-manager names them
+        self.component = {"replicaset": "replicaset-controller"}.get(kind.resource, "replication-controller")
         self.prefixes = (kind.prefix, keys.PODS)
         self._rng = rng or random.Random()
         self._owners = obj.OwnerIndex(self.kind.kind, lambda ns, name: keys.namespaced(self.kind.prefix, ns, name))
@@ -195,6 +198,8 @@ class ReplicaController:
         if store.commit(puts, expect=expect):
             for pod_key in created:
                 LOG.info("created pod %s/%s for %s %s/%s", namespace, keys.name_of(pod_key), self.name, namespace, owner_name)
+                events.emit(events.involved(owner, self.kind.kind, self.kind.api_version), "SuccessfulCreate",
+                            f"Created pod: {keys.name_of(pod_key)}", component=self.component)  # fmt: skip
         return False, None
 
     def _delete(
@@ -218,6 +223,8 @@ class ReplicaController:
             for pod_key in victims:
                 how = "deleted" if pod_key in deletes else "deleting"
                 LOG.info("%s pod %s/%s of %s %s/%s", how, namespace, keys.name_of(pod_key), self.name, namespace, owner_name)
+                events.emit(events.involved(owner, self.kind.kind, self.kind.api_version), "SuccessfulDelete",
+                            f"Deleted pod: {keys.name_of(pod_key)}", component=self.component)  # fmt: skip
         return False, None
 
 

@@ -27,11 +27,13 @@ from typing import Any
 from testbed.datastore import keys
 from testbed.datastore.records import timestamp
 from testbed.datastore.base import Datastore, Value, Versioned, WatchEvent, put_if
+from testbed.kube import events
 
 log = logging.getLogger(__name__)
 
 PENDING = "pending"
 RETRY_SECONDS = 5.0
+COMPONENT = "default-scheduler"  # the source of its events
 RETRIES = 3
 
 
@@ -210,6 +212,8 @@ class Scheduler:
                 if put_if(store, key, bound(copy.deepcopy(current.value), choice.name, now), current.revision):
                     load.add(choice.name, owner_of(current.value))
                     log.info("bound pod %s to %s", name, choice.name)
+                    events.emit(events.involved(current.value, "Pod", "v1"), "Scheduled",
+                                f"Successfully assigned {name} to {choice.name}", component=COMPONENT)  # fmt: skip
                     return False
             else:
                 updated = unschedulable(copy.deepcopy(current.value), choice, now)
@@ -217,6 +221,8 @@ class Scheduler:
                     return True  # already says so
                 if put_if(store, key, updated, current.revision):
                     log.info("pod %s: %s", name, choice)
+                    events.emit(events.involved(current.value, "Pod", "v1"), "FailedScheduling", choice, "Warning",
+                                component=COMPONENT)  # fmt: skip
                     return True
             current = store.get_versioned(key)
         return True

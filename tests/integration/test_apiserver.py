@@ -160,6 +160,13 @@ def test_kubectl_rolls_out_scales_waits_logs_and_deletes_a_namespace(lab: dict[s
     assert kubectl(lab, "apply", "-f", "-", stdin=web, binary=binary).stdout.strip() == "deployment.apps/web unchanged"
     rolled = kubectl(lab, "rollout", "status", "deployment/web", "-n", ns, "--timeout=30s", binary=binary)
     assert rolled.stdout.strip().endswith('deployment "web" successfully rolled out')
+
+    def reasons() -> set[str]:
+        rows = kubectl(lab, "get", "events", "-n", ns, binary=binary).stdout.splitlines()[1:]
+        return {row.split()[2] for row in rows}
+
+    wait_for("the rollout's events", lambda: {"ScalingReplicaSet", "SuccessfulCreate", "Scheduled", "Pulled", "Created",
+                                              "Started"} <= reasons(), timeout=10)  # fmt: skip
     assert kubectl(lab, "scale", "deployment", "web", "-n", ns, "--replicas=3", binary=binary).stdout.strip() == \
         "deployment.apps/web scaled"
     kubectl(lab, "rollout", "status", "deployment/web", "-n", ns, "--timeout=30s", binary=binary)
@@ -173,6 +180,7 @@ def test_kubectl_rolls_out_scales_waits_logs_and_deletes_a_namespace(lab: dict[s
     assert kubectl(lab, "auth", "can-i", "create", "pods", binary=binary).stdout.strip() == "yes"
     described = kubectl(lab, "describe", "deployment", "web", "-n", ns, binary=binary).stdout
     assert "Replicas:" in described and "3 desired | 3 updated | 3 total | 3 available" in described
+    assert "deployment-controller  Scaled up replica set web-" in described  # its Events
     gone = kubectl(lab, "delete", "namespace", ns, "--timeout=60s", binary=binary)  # returns once it is gone
     assert gone.stdout.strip().startswith(f'namespace "{ns}" deleted')
     missing = kubectl(lab, "get", "namespace", ns, binary=binary, check=False)
