@@ -23,7 +23,7 @@ from agents.kubelet.lifecycle import UNKNOWN_EXIT
 from agents.kubelet.podspec import Container, PodView
 from testbed import naming
 from testbed.netns import processes
-from testbed.runtime import programs
+from testbed.runtime import programs, state
 
 
 class Process(Protocol):
@@ -51,14 +51,38 @@ class Runtime(Protocol):
         ...
 
 
+# What a container with ``stdin`` runs until it is attached: the API server's attach runs its
+# real command with the client's terminal, then stops this and leaves the exit code
+# (``attach_exit``). A program started here has no terminal of its own to attach to.
+STDIN_PLACEHOLDER = ("busybox", ("sleep", "2147483647"))
+ATTACHED_DIR = "attached"
+
+
+def attached_file(lab: str, namespace: str, pod: str, container: str) -> Path:
+    """Where the API server leaves the exit code of an attached container's command."""
+    return state.folder(lab) / ATTACHED_DIR / f"{namespace}.{pod}.{container}"
+
+
+def attach_exit(lab: str, namespace: str, pod: str, container: str) -> int | None:
+    """The exit code an attach left for this container (taken: read once), or None."""
+    path = attached_file(lab, namespace, pod, container)
+    try:
+        code = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    path.unlink(missing_ok=True)
+    return code
+
+
 def start_container(lab: str, pod: PodView, container: Container, ip: str | None = None) -> subprocess.Popen[bytes] | None:
     """The one place the kubelet starts a container's program (in the pod's netns, as
     `testbed up` starts a topology pod's); a pod of several containers gives each its
-    own folder."""
+    own folder. A container with ``stdin`` (`kubectl run -i`) starts the placeholder."""
     folder = container.name if len(pod.containers) > 1 else None
     netns = naming.pod_netns(lab, pod.namespace, pod.name)
+    image, command = STDIN_PLACEHOLDER if container.stdin else (container.image, container.command)
     return programs.spawn_program(
-        lab, netns, pod.namespace, pod.name, container.image, container.command, folder, ip=ip,
+        lab, netns, pod.namespace, pod.name, image, command, folder, ip=ip,
         context=json.loads(container.security), pod_context=json.loads(pod.security),
     )
 

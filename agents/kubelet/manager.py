@@ -13,7 +13,7 @@ import signal
 from collections.abc import Hashable
 
 from agents.kubelet import lifecycle, probes
-from agents.kubelet.containers import Process, Runtime
+from agents.kubelet.containers import Process, Runtime, attach_exit
 from agents.kubelet.local import ContainerRun, LocalPod
 from agents.kubelet.podspec import Container, PodView
 from agents.kubelet.prober import Prober
@@ -79,7 +79,12 @@ class ContainerManager:
             return run
         self.procs.pop((key, run.name), None)
         self._forget_probes(key, run.name)
-        unknown = proc is None or proc.unknown_exit
+        namespace, _, name = _ref(key).partition("/")
+        attached = attach_exit(self.lab, namespace, name, run.name)
+        if attached is not None:  # the command an attach ran in its place, and how it ended
+            code, unknown = attached, False
+        else:
+            unknown = proc is None or proc.unknown_exit
         policy = pod.restart_policy if pod is not None else "Never"
         after = lifecycle.exited(run, code, now, policy, stopping, reason="ContainerStatusUnknown" if unknown else None)
         LOG.info("container %s of %s exited %d%s", run.name, _ref(key), code,

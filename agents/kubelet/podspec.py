@@ -58,6 +58,7 @@ class Container:
     readiness: Probe | None = None
     liveness: Probe | None = None
     security: str = "{}"  # its securityContext, as JSON (the sandbox turns it into rights)
+    stdin: bool = False  # `kubectl run -i`: it waits for an attach (see containers.start_container)
 
     def resolve_port(self, port: int | str | None) -> int | None:
         """A probe's port: a number as given, a name through this container's ports."""
@@ -166,7 +167,7 @@ def _container(ref: str, index: int, raw: Any) -> Container:
     if liveness is not None and liveness.success_threshold != 1:
         raise SpecError(f"{ref}: {where}.livenessProbe.successThreshold: must be 1")
     security = json.dumps(_mapping(raw.get("securityContext")), sort_keys=True)
-    return Container(name, image, tuple(command), tuple(ports), readiness, liveness, security)
+    return Container(name, image, tuple(command), tuple(ports), readiness, liveness, security, bool(raw.get("stdin")))
 
 
 def _probe(ref: str, where: str, raw: Any, container: Container) -> Probe | None:

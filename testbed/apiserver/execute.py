@@ -56,6 +56,75 @@ def frame(channel: int, data: bytes) -> bytes:
     return bytes([channel]) + data
 
 
+async def serve_attach(request: web.Request, backend: Any, target: Target) -> web.StreamResponse:
+    """``pods/<name>/attach`` (`kubectl attach`, `kubectl run -i`): a container with ``stdin``
+    waits in its placeholder (the kubelet's ``STDIN_PLACEHOLDER``) for this; its own
+    command then runs in the pod with the client's stdin and terminal, its exit code is
+    left for the kubelet, and the placeholder is stopped, so the container ends as the
+    command did (``stdinOnce``). A container without ``stdin``: its output, followed."""
+    from agents.kubelet.containers import attached_file  # noqa: PLC0415
+    from testbed.runtime import state  # noqa: PLC0415
+
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        raise status.bad_request("attach is served over WebSocket only (v5.channel.k8s.io, v4.channel.k8s.io): "
+                                 "use kubectl 1.30 or newer")  # fmt: skip
+    query = request.query
+    pod = await backend.run(lambda s: resources.get(s, Target(target.kind, target.namespace, target.name)))
+    specs = pod.get("spec", {}).get("containers", [])
+    name = query.get("container") or (specs[0].get("name") if specs else None)
+    spec = next((c for c in specs if c.get("name") == name), None)
+    if spec is None:
+        raise status.bad_request(f"container {name} is not valid for pod {target.name}")
+    statuses = pod.get("status", {}).get("containerStatuses") or []
+    running = next((c for c in statuses if c.get("name") == name and "running" in (c.get("state") or {})), None)
+    if running is None:
+        raise status.bad_request(f"container {name} is not running in pod {target.name}")
+    ws = web.WebSocketResponse(protocols=PROTOCOLS, autoping=True, heartbeat=None, max_msg_size=0)
+    await ws.prepare(request)
+    if not spec.get("stdin"):
+        await _follow_output(ws, state.folder(backend.lab) / "logs" / f"{target.namespace}.{target.name}.log")
+        return ws
+    command = [*(spec.get("command") or []), *(spec.get("args") or [])]
+    argv, env = command_argv(backend.lab, pod, name, command)
+    tty = _flag(query, "tty")
+    code = await (_run_tty(ws, argv, env) if tty else _run_pipes(ws, argv, env, _flag(query, "stdin")))
+    marker = attached_file(backend.lab, str(target.namespace), str(target.name), str(name))
+    marker.parent.mkdir(exist_ok=True)
+    marker.write_text(f"{code}\n")
+    placeholder = str(running.get("containerID", "")).rpartition("://")[2]
+    if placeholder.isdigit():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(int(placeholder), 9)
+    with contextlib.suppress(ConnectionResetError):
+        await ws.send_bytes(frame(ERROR, json.dumps(exit_status(0)).encode()))  # the code is the pod's to report
+        await ws.close(code=1000)
+    return ws
+
+
+async def _follow_output(ws: web.WebSocketResponse, path: Any) -> None:
+    """What the container writes from now on, on stdout, until the client goes."""
+    offset = path.stat().st_size if path.exists() else 0
+    closed = asyncio.ensure_future(_until_closed(ws))
+    try:
+        while not closed.done():
+            size = path.stat().st_size if path.exists() else 0
+            if size > offset:
+                with path.open("rb") as handle:
+                    handle.seek(offset)
+                    chunk = handle.read(size - offset)
+                offset = size
+                with contextlib.suppress(ConnectionResetError):
+                    await ws.send_bytes(frame(STDOUT, chunk))
+            await asyncio.sleep(0.2)
+    finally:
+        closed.cancel()
+
+
+async def _until_closed(ws: web.WebSocketResponse) -> None:
+    async for _message in ws:
+        pass
+
+
 def _flag(query: Any, name: str) -> bool:
     return query.get(name, "").lower() not in ("", "0", "false")
 

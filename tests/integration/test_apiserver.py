@@ -204,6 +204,21 @@ def test_kubectl_exec_runs_in_the_pods_sandbox_and_passes_the_exit_code_and_stdi
     assert "on-a-tty" in session.stdout and session.returncode == 4
 
 
+@pytest.mark.parametrize("binary", KUBECTLS)
+def test_kubectl_run_i_rm_attaches_runs_the_command_and_passes_its_exit_code(lab: dict[str, str], binary: str) -> None:
+    name = f"attached-{KUBECTLS.index(binary)}"
+    run = kubectl(lab, "run", name, "-i", "--rm", "--restart=Never", "--image=busybox", "-n", "demo", "--", "sh",
+                  stdin="echo from-the-pod\nhostname\nexit 3\n", binary=binary, check=False)  # fmt: skip
+    assert run.returncode == 3
+    assert run.stdout.splitlines()[:2] == ["from-the-pod", name] and f'pod "{name}" deleted' in run.stdout
+    typed = f"(sleep 3; printf 'echo typed-$((1+2))\\nexit 4\\n') | script -qec '{binary} run {name}-t -it --rm " \
+            "--restart=Never --image=busybox -n demo -- sh' /dev/null"
+    session = subprocess.run(["sh", "-c", typed], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "KUBECONFIG": lab["kubeconfig"]})  # fmt: skip
+    assert "/ # " in session.stdout and "typed-3" in session.stdout  # busybox's prompt, on the pod's terminal
+    assert session.returncode == 4 and f'pod "{name}-t" deleted' in session.stdout
+
+
 def test_the_python_clients_exec_stream_gets_output_and_exit_code(lab: dict[str, str]) -> None:
     from kubernetes import client, config  # noqa: PLC0415
     from kubernetes.stream import stream  # noqa: PLC0415
