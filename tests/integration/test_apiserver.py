@@ -376,6 +376,72 @@ def test_the_upstream_network_policy_e2e_flow_through_the_python_client_alone(la
              & {"e2e-x", "e2e-y"}, timeout=60)  # fmt: skip
 
 
+def test_the_labs_task_1_through_kubectl_itself(lab: dict[str, str]) -> None:
+    """The lab's Task 1, command for command, with the real kubectl (the lab's `run
+    --replicas`, which modern kubectl no longer has, through `testbed kubectl`)."""
+    def create(manifest: str) -> str:
+        return kubectl(lab, "create", "-f", "-", stdin=manifest).stdout.strip()
+
+    def session(pod: str, typed: str) -> str:
+        line = f"(sleep 3; printf '{typed}\\nexit\\n') | script -qec '{PINNED_KUBECTL} run --namespace=policy-demo " \
+               f"{pod} --rm -ti --image busybox /bin/sh' /dev/null"
+        done = subprocess.run(["sh", "-c", line], capture_output=True, text=True, timeout=90,
+                              env={**os.environ, "KUBECONFIG": lab["kubeconfig"]})  # fmt: skip
+        assert f'pod "{pod}" deleted' in done.stdout, done.stdout + done.stderr
+        return done.stdout
+
+    assert create(TASK1_IMAGE_POLICY) == \
+        "clusterimagepolicy.securityenforcement.admission.cloud.ibm.com/nginx-cluster-image-policy created"
+    assert kubectl(lab, "create", "ns", "policy-demo").stdout.strip() == "namespace/policy-demo created"
+    testbed("kubectl", "--lab", lab["name"], "run", "--namespace=policy-demo", "nginx", "--replicas=2", "--image=nginx")
+    assert kubectl(lab, "expose", "--namespace=policy-demo", "deployment", "nginx", "--port=80").stdout.strip() == \
+        "service/nginx exposed"
+    assert "Welcome to nginx!" in session("access", "wget -q nginx -O -")
+    assert create(TASK1_DENY) == "networkpolicy.networking.k8s.io/default-deny created"
+    assert "wget: download timed out" in session("access", "wget -q --timeout=5 nginx -O -")
+    assert create(TASK1_ALLOW) == "networkpolicy.networking.k8s.io/access-nginx created"
+    assert "Welcome to nginx!" in session("access", "wget -q --timeout=5 nginx -O -")
+    assert "wget: download timed out" in session("cant-access", "wget -q --timeout=5 nginx -O -")
+    assert kubectl(lab, "delete", "ns", "policy-demo").stdout.strip().startswith('namespace "policy-demo" deleted')
+
+
+TASK1_IMAGE_POLICY = """\
+apiVersion: securityenforcement.admission.cloud.ibm.com/v1beta1
+kind: ClusterImagePolicy
+metadata:
+  name: nginx-cluster-image-policy
+spec:
+  repositories:
+  - name: docker.io/nginx*
+"""
+TASK1_DENY = """\
+kind: NetworkPolicy
+apiVersion: networking.k8s.io/v1
+metadata:
+  name: default-deny
+  namespace: policy-demo
+spec:
+  podSelector:
+    matchLabels: {}
+"""
+TASK1_ALLOW = """\
+kind: NetworkPolicy
+apiVersion: networking.k8s.io/v1
+metadata:
+  name: access-nginx
+  namespace: policy-demo
+spec:
+  podSelector:
+    matchLabels:
+      run: nginx
+  ingress:
+    - from:
+      - podSelector:
+          matchLabels:
+            run: access
+"""
+
+
 def test_a_request_without_a_client_certificate_gets_401(lab: dict[str, str]) -> None:
     config = yaml.safe_load(Path(lab["kubeconfig"]).read_text())
     server = config["clusters"][0]["cluster"]["server"]
