@@ -113,6 +113,7 @@ FACTORIES: tuple[Factory, ...] = (
     Factory("testbed.controllers.deployments"),
     Factory("testbed.controllers.daemonsets"),
     Factory("testbed.controllers.gc"),
+    Factory("testbed.controllers.serviceaccounts"),
 )
 
 
