@@ -155,6 +155,8 @@ def test_a_deployment_created_through_the_api_gets_its_pods_and_goes_with_delete
 def test_kubectl_rolls_out_scales_waits_logs_and_deletes_a_namespace(lab: dict[str, str], binary: str) -> None:
     ns = f"roll-{KUBECTLS.index(binary)}"
     kubectl(lab, "create", "-f", "-", stdin=f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n", binary=binary)
+    wait_for("its default ServiceAccount", lambda: kubectl(lab, "get", "serviceaccount", "default", "-n", ns,
+                                                           binary=binary, check=False).returncode == 0, timeout=10)
     web = DEPLOYMENT.replace("namespace: demo", f"namespace: {ns}")
     kubectl(lab, "apply", "-f", "-", stdin=web, binary=binary)
     assert kubectl(lab, "apply", "-f", "-", stdin=web, binary=binary).stdout.strip() == "deployment.apps/web unchanged"
