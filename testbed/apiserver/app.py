@@ -54,13 +54,21 @@ def truthy(value: str | None) -> bool:
 class Backend:
     """The lab's store, one client per worker thread, and the lab's name."""
 
-    def __init__(self, lab: str, open_store: Callable[[], Datastore], workers: int = WORKERS) -> None:
+    def __init__(self, lab: str, open_store: Callable[[], Datastore], workers: int = WORKERS,
+                 crds: Any = None) -> None:  # fmt: skip
         self.lab = lab
         self._open_store = open_store
+        self.crds = crds  # a crds.CrdCache: the kinds served beside the built-in ones
         self._local = threading.local()
         self._stores: list[Datastore] = []
         self._lock = threading.Lock()
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apiserver")
+
+    @property
+    def kinds(self) -> tuple[Any, ...]:
+        from testbed.kube import registry  # noqa: PLC0415
+
+        return self.crds.kinds if self.crds is not None else registry.KINDS
 
     def store(self) -> Datastore:
         found = getattr(self._local, "store", None)
@@ -106,6 +114,11 @@ async def authenticate(request: web.Request, handler: Callable[[web.Request], An
         return response
     except status.ApiError as exc:
         return error_response(exc)
+    except web.HTTPException:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bug answers as the API server's 500, and is logged
+        LOG.exception("%s %s failed", request.method, request.path)
+        return error_response(status.internal(f"{type(exc).__name__}: {exc}"))
 
 
 def make_app(backend: Backend) -> web.Application:
@@ -119,14 +132,15 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     path = request.path.rstrip("/") or "/"
     if path in ("/healthz", "/readyz", "/livez"):
         return web.Response(text="ok")
+    backend: Backend = request.app["backend"]
     if request.method == "GET":
-        fixed = _fixed_document(path, request.headers.get("User-Agent", ""))
+        fixed = _fixed_document(path, request.headers.get("User-Agent", ""), backend.kinds)
         if fixed is not None:
             return fixed
     if path == ACCESS_REVIEWS and request.method == "POST":
         return json_response(access_review(await _body(request)), 201)
     try:
-        target = paths.resolve(path)
+        target = paths.resolve(path, backend.kinds)
     except paths.NoRoute:
         raise status.not_found_path() from None
     return await serve_resource(request, target)
@@ -144,28 +158,28 @@ def access_review(body: object) -> dict[str, Any]:
     return review
 
 
-def _fixed_document(path: str, user_agent: str) -> web.Response | None:
+def _fixed_document(path: str, user_agent: str, kinds: Any) -> web.Response | None:
     """Discovery, /version and OpenAPI; None for any other path."""
     if path == "/version":
         return json_response(discovery.version_info(user_agent, __version__))
     if path == "/api":
         return json_response(discovery.api_versions())
     if path == "/apis":
-        return json_response(discovery.api_group_list())
+        return json_response(discovery.api_group_list(kinds))
     if path == "/openapi/v2":
         # An empty protobuf Document: kubectl (which fetches only protobuf here) finds no
         # schema for any kind and validates nothing on the client (see kube-api.md §2).
         return web.Response(body=b"", content_type=PROTOBUF_OPENAPI)
     parts = [p for p in path.split("/") if p]
     if len(parts) == 2 and parts == ["api", "v1"]:
-        return json_response(discovery.resource_list("", "v1", SUBRESOURCES))
+        return json_response(discovery.resource_list("", "v1", SUBRESOURCES, kinds))
     if len(parts) == 2 and parts[0] == "apis":
-        group = discovery.api_group(parts[1])
+        group = discovery.api_group(parts[1], kinds)
         return json_response(group) if group is not None else None
     if parts == ["apis", discovery.AUTHORIZATION_GROUP, "v1"]:
         return json_response(discovery.authorization_resources())
     if len(parts) == 3 and parts[0] == "apis":
-        document = discovery.resource_list(parts[1], parts[2], SUBRESOURCES)
+        document = discovery.resource_list(parts[1], parts[2], SUBRESOURCES, kinds)
         return json_response(document) if document is not None else None
     return None
 

@@ -52,7 +52,12 @@ async def serve(lab: str, sock: socket.socket) -> None:
     certs.ensure_bundle(folder / NAME, lab)  # the lab's CA on first start (here: off `up`'s critical path)
     context = certs.server_ssl_context(folder / NAME)
     path = etcd_server.socket_path(folder)
-    backend = Backend(lab, lambda: EtcdDatastore.over_unix_socket(path))
+    from testbed.apiserver.crds import CrdCache  # noqa: PLC0415
+
+    crds = CrdCache()  # with a store client of its own: its watch thread re-lists with it
+    crd_store = EtcdDatastore.over_unix_socket(path)
+    await asyncio.get_running_loop().run_in_executor(None, crds.start, crd_store)
+    backend = Backend(lab, lambda: EtcdDatastore.over_unix_socket(path), crds=crds)
     runner = web.AppRunner(make_app(backend), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.SockSite(runner, sock, ssl_context=context, shutdown_timeout=1.0)
@@ -64,6 +69,7 @@ async def serve(lab: str, sock: socket.socket) -> None:
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     await runner.cleanup()
+    crds.stop()
     backend.close()
 
 

@@ -12,6 +12,7 @@ The Kubernetes REST paths [k8s.io/apiserver pkg/endpoints/request/requestinfo.go
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from testbed.kube import registry
@@ -31,9 +32,10 @@ class NoRoute(LookupError):
     """A path that names no served resource (the server answers 404)."""
 
 
-def served_kind(group: str, version: str, plural: str) -> registry.Kind | None:
+def served_kind(group: str, version: str, plural: str, kinds: Sequence[registry.Kind] = registry.KINDS,
+                ) -> registry.Kind | None:  # fmt: skip
     """The kind served at ``group/version`` under ``plural`` (its preferred version only)."""
-    for kind in registry.KINDS:
+    for kind in kinds:
         if kind.group == group and kind.version == version and kind.plural == plural:
             return kind
     return None
@@ -48,8 +50,9 @@ def group_version(parts: list[str]) -> tuple[str, str, list[str]] | None:
     return None
 
 
-def resolve(path: str) -> Target:
-    """The target of a resource path; NoRoute if it names none."""
+def resolve(path: str, kinds: Sequence[registry.Kind] = registry.KINDS) -> Target:
+    """The target of a resource path among ``kinds`` (the built-in ones and the CRDs');
+    NoRoute if it names none."""
     parts = [p for p in path.split("/") if p]
     found = group_version(parts)
     if found is None or not found[2]:
@@ -57,13 +60,13 @@ def resolve(path: str) -> Target:
     group, version, rest = found
     namespace: str | None = None
     if rest[0] == "namespaces" and len(rest) >= 3:
-        namespaced = served_kind(group, version, rest[2])
+        namespaced = served_kind(group, version, rest[2], kinds)
         if namespaced is not None and namespaced.namespaced:
             namespace, rest = rest[1], rest[2:]
         elif group:  # under a group, /namespaces/<ns>/<x> can only be a namespaced kind
             raise NoRoute(path)
         # else: the core group's namespace object and a subresource of it (/namespaces/x/finalize)
-    kind = served_kind(group, version, rest[0])
+    kind = served_kind(group, version, rest[0], kinds)
     if kind is None or len(rest) > 3:
         raise NoRoute(path)
     if kind.namespaced is False and namespace is not None:

@@ -19,6 +19,7 @@ import calendar
 import copy
 import json
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +27,8 @@ from typing import Any
 from testbed.apiserver import status
 from testbed.apiserver.paths import Target
 from testbed.apiserver.selectors import FieldQuery, LabelQuery, field_matches, label_matches
-from testbed.datastore import records
-from testbed.datastore.base import Datastore
+from testbed.datastore import keys, records
+from testbed.datastore.base import Datastore, delete_if
 from testbed.kube import objects, registry, removal
 from testbed.kube.errors import ManifestError
 
@@ -134,12 +135,60 @@ def _checked_body(kind: registry.Kind, target_namespace: str | None, body: objec
 
 
 def _store(store: Datastore, lab: str, value: Value, namespace: str | None, *, create_only: bool, dry_run: bool,
-           expect: Mapping[str, int] | None = None) -> None:  # fmt: skip
+           expect: Mapping[str, int] | None = None, kind: registry.Kind | None = None) -> None:  # fmt: skip
+    if kind is not None and (kind not in registry.KINDS or kind.kind == "CustomResourceDefinition"):
+        _store_custom(store, kind, value, namespace, create_only=create_only, dry_run=dry_run, expect=expect)
+        return
     try:
         parsed = objects.parse_objects([value], namespace)
         objects.store_objects(store, lab, parsed, create_only=create_only, dry_run=dry_run, expect=expect)
     except ManifestError as exc:
         raise status.from_manifest_error(exc.lines) from None
+
+
+def _store_custom(store: Datastore, kind: registry.Kind, value: Value, namespace: str | None, *, create_only: bool,
+                  dry_run: bool, expect: Mapping[str, int] | None) -> None:  # fmt: skip
+    """A custom resource (a CRD's kind), or a CRD itself (Established at once): stored as
+    given with the API server's fields, in a namespace that exists and is not going."""
+    from testbed.apiserver import crds  # noqa: PLC0415
+    from testbed.controllers.namespaces import is_terminating  # noqa: PLC0415
+
+    meta = value["metadata"]
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise status.invalid(kind.kind, "", [("metadata.name", "Required value: name or generateName is required")],
+                             kind.group)  # fmt: skip
+    if kind.namespaced:
+        found = store.get(keys.k8s_namespace(str(namespace)))
+        if found is None:
+            raise status.not_found("namespaces", str(namespace))
+        if is_terminating(found):
+            raise status.namespace_terminating(kind.plural, kind.group, name, str(namespace))
+    key = kind.key(namespace, name)
+    current = store.get_versioned(key)
+    if current is not None and create_only:
+        raise status.already_exists(kind.plural, name, kind.group)
+    if current is None and not create_only:
+        raise status.not_found(kind.plural, name, kind.group)
+    old = current.value.get("metadata", {}) if current is not None else {}
+    meta["uid"] = old.get("uid") or str(uuid.uuid4())
+    meta["creationTimestamp"] = old.get("creationTimestamp") or records.timestamp(time.time())
+    changed = current is None or current.value.get("spec") != value.get("spec")
+    meta["generation"] = int(old.get("generation", 0)) + 1 if changed else int(old.get("generation", 1))
+    if current is not None and "status" in current.value:
+        value["status"] = current.value["status"]
+    else:
+        value.pop("status", None)
+    if kind.kind == "CustomResourceDefinition":
+        if crds.kind_of(value) is None:
+            raise status.invalid(kind.kind, name, [("spec", "Required value: group, names.kind, names.plural and "
+                                                    "a served version are required")], kind.group)  # fmt: skip
+        value = crds.with_status(value)
+    if dry_run:
+        return
+    wanted = {key: (expect or {}).get(key, current.revision if current is not None else 0)}
+    if not store.commit({key: value}, expect=wanted):
+        raise status.conflict(kind.plural, kind.group, name)
 
 
 def create(store: Datastore, lab: str, target: Target, body: object, *, dry_run: bool = False) -> Value:
@@ -152,7 +201,7 @@ def create(store: Datastore, lab: str, target: Target, body: object, *, dry_run:
     if not name and value["metadata"].get("generateName"):
         name = value["metadata"]["generateName"] + _suffix()
         value["metadata"]["name"] = name
-    _store(store, lab, value, target.namespace, create_only=True, dry_run=dry_run)
+    _store(store, lab, value, target.namespace, create_only=True, dry_run=dry_run, kind=kind)
     if dry_run:
         return served(kind, value, store.revision())
     return get(store, Target(kind, target.namespace, str(name)))
@@ -185,7 +234,7 @@ def update(store: Datastore, lab: str, target: Target, body: object, *, dry_run:
             raise status.conflict(kind.plural, kind.group, target.name)
         expected = int(claimed)
     try:
-        _store(store, lab, value, target.namespace, create_only=False, dry_run=dry_run, expect={key: expected})
+        _store(store, lab, value, target.namespace, create_only=False, dry_run=dry_run, expect={key: expected}, kind=kind)
     except status.ApiError as exc:
         if exc.code == 409:
             raise status.conflict(kind.plural, kind.group, target.name) from None
@@ -237,6 +286,12 @@ def delete(store: Datastore, target: Target, options: DeleteOptions) -> tuple[in
             f"Precondition failed: ResourceVersion in precondition: {options.resource_version}, "
             f"ResourceVersion in object meta: {current['metadata']['resourceVersion']}"))
     force = options.grace_period == 0
+    if kind not in registry.KINDS:  # a custom resource: no finalizers of the lab's, gone at once
+        if not options.dry_run and not delete_if(store, kind.key(target.namespace, target.name),
+                                                 int(current["metadata"]["resourceVersion"])):  # fmt: skip
+            raise status.conflict(kind.plural, kind.group, target.name)
+        details = {"name": target.name, "kind": kind.plural, "uid": current["metadata"]["uid"], "group": kind.group}
+        return 200, status.success(details)
     try:
         removal.request_deletion(
             store, [(kind.plural, target.namespace, target.name)], dry_run=options.dry_run,
@@ -246,6 +301,12 @@ def delete(store: Datastore, target: Target, options: DeleteOptions) -> tuple[in
         raise status.from_manifest_error(exc.lines) from None
     if options.dry_run:
         return 200, current
+    if kind.kind == "CustomResourceDefinition":  # its objects go with it, as the CRD's finalizer has them go
+        from testbed.apiserver import crds  # noqa: PLC0415
+
+        defined = crds.kind_of(current)
+        if defined is not None and defined not in registry.KINDS:
+            store.delete_prefix(defined.prefix)
     after = store.get_versioned(kind.key(target.namespace, target.name))
     if after is not None:
         return 200, served(kind, after.value, after.revision)

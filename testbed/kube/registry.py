@@ -144,6 +144,8 @@ KINDS: tuple[Kind, ...] = (
     _stored("Role", "rbac.authorization.k8s.io", "v1", "roles", versions=("v1beta1", "v1alpha1")),
     _stored("RoleBinding", "rbac.authorization.k8s.io", "v1", "rolebindings", versions=("v1beta1", "v1alpha1")),
     _stored("PodSecurityPolicy", "policy", "v1beta1", "podsecuritypolicies", ("psp",), namespaced=False),
+    _stored("CustomResourceDefinition", "apiextensions.k8s.io", "v1", "customresourcedefinitions", ("crd", "crds"),
+            namespaced=False),
     _stored("ClusterImagePolicy", "securityenforcement.admission.cloud.ibm.com", "v1beta1", "clusterimagepolicies",
             namespaced=False),
     _stored("ImagePolicy", "securityenforcement.admission.cloud.ibm.com", "v1beta1", "imagepolicies"),

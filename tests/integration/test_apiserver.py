@@ -444,6 +444,43 @@ spec:
 """
 
 
+WIDGET_CRD = """\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  names: {kind: Widget, plural: widgets, singular: widget, shortNames: [wd]}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"""
+
+
+def test_a_users_crd_makes_its_kind_servable_and_its_objects_go_with_their_namespace(lab: dict[str, str]) -> None:
+    assert kubectl(lab, "apply", "-f", "-", stdin=WIDGET_CRD).stdout.strip() == \
+        "customresourcedefinition.apiextensions.k8s.io/widgets.example.com created"
+    assert kubectl(lab, "wait", "--for", "condition=established", "crd/widgets.example.com", "--timeout=10s").returncode == 0
+    kubectl(lab, "create", "namespace", "crs")
+    widget = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1, namespace: crs}\nspec: {size: 3}\n"
+    wait_for("Widget in discovery", lambda: "widgets" in kubectl(lab, "api-resources", "--api-group=example.com").stdout,
+             timeout=10)  # fmt: skip
+    assert kubectl(lab, "apply", "-f", "-", stdin=widget).stdout.strip() == "widget.example.com/w1 created"
+    assert kubectl(lab, "apply", "-f", "-", stdin=widget).stdout.strip() == "widget.example.com/w1 unchanged"
+    assert kubectl(lab, "get", "wd", "w1", "-n", "crs", "-o", "jsonpath={.spec.size}").stdout == "3"
+    assert kubectl(lab, "get", "widgets", "-n", "crs").stdout.splitlines()[0].split() == ["NAME", "CREATED", "AT"]
+    kubectl(lab, "delete", "namespace", "crs", "--timeout=60s")
+    assert kubectl(lab, "get", "widgets", "-A", "-o", "name").stdout.strip() == ""
+    kubectl(lab, "delete", "crd", "widgets.example.com")
+    gone = kubectl(lab, "get", "widgets", check=False)  # kubectl's discovery cache still knows the kind: the server says 404
+    assert gone.returncode == 1 and "the server could not find the requested resource" in gone.stderr
+
+
 def test_a_request_without_a_client_certificate_gets_401(lab: dict[str, str]) -> None:
     config = yaml.safe_load(Path(lab["kubeconfig"]).read_text())
     server = config["clusters"][0]["cluster"]["server"]
