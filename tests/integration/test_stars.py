@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -193,6 +194,33 @@ def test_task2_stars_step_by_step(stars: Stars) -> None:
     # client stay faint.
     create(stars.lab, "05-frontend-policy.yaml")
     expect(stars, "5-frontend-policy", {"B", "F", "C"}, {"F->B", "C->F"})
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (scripts/install installs it)")
+def test_task2_through_kubectl_itself(stars: Stars, tmp_path: Path) -> None:
+    """The same steps with the real kubectl against the lab's API server (after the
+    policies of the steps above are deleted through it): the same three views."""
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(testbed("kubeconfig", "--lab", stars.lab).stdout)
+    kubectl = Path(sys.prefix) / "bin" / "kubectl"
+
+    def run(*args: str) -> list[str]:
+        done = subprocess.run([str(kubectl), "--kubeconfig", str(kubeconfig), *args], capture_output=True, text=True,
+                              timeout=60, check=True)  # fmt: skip
+        return done.stdout.splitlines()
+
+    for namespace in ("stars", "client", "management-ui"):
+        run("delete", "networkpolicy", "--all", "-n", namespace)
+    expect(stars, "k1-all-connected", {"B", "F", "C"}, ALL_EDGES)
+    assert run("create", "-n", "stars", "-f", str(STARS / "02-default-deny.yaml")) == [
+        "networkpolicy.networking.k8s.io/default-deny created"]  # fmt: skip
+    expect(stars, "k2-default-deny", {"C"}, {"F->C", "B->C"})
+    assert run("create", "-f", str(STARS / "03-allow-ui.yaml")) == ["networkpolicy.networking.k8s.io/allow-ui created"] * 2
+    expect(stars, "k3-allow-ui", {"B", "F", "C"}, set())
+    run("create", "-f", str(STARS / "04-backend-policy.yaml"))
+    expect(stars, "k4-backend-policy", {"B", "F", "C"}, {"F->B"})
+    run("create", "-f", str(STARS / "05-frontend-policy.yaml"))
+    expect(stars, "k5-frontend-policy", {"B", "F", "C"}, {"F->B", "C->F"})
 
 
 def test_down_stops_the_forwarder(stars: Stars) -> None:
