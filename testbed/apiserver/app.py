@@ -38,7 +38,7 @@ ADMIN_GROUP = "system:masters"
 WORKERS = 8
 # Subresources served, by plural (advertised in discovery; `status` reads as the object).
 SUBRESOURCES: Mapping[str, tuple[str, ...]] = {
-    "pods": ("status", "log", "exec", "attach"), "deployments": ("status", "scale"), "replicasets": ("status", "scale"),
+    "pods": ("status", "log", "exec", "attach", "portforward"), "deployments": ("status", "scale"), "replicasets": ("status", "scale"),
     "replicationcontrollers": ("status", "scale"), "daemonsets": ("status",), "namespaces": ("status",),
     "nodes": ("status",), "services": ("status",),
 }  # fmt: skip
@@ -289,6 +289,10 @@ async def serve_subresource(request: web.Request, backend: Backend, target: path
         from testbed.apiserver import execute  # noqa: PLC0415
 
         return await execute.serve_exec(request, backend, target)
+    if sub == "portforward" and method in ("GET", "POST"):
+        from testbed.apiserver import portforward  # noqa: PLC0415
+
+        return await portforward.serve_portforward(request, backend, target)
     if sub == "attach" and method in ("GET", "POST"):
         from testbed.apiserver import execute  # noqa: PLC0415
 

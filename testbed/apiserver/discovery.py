@@ -106,8 +106,9 @@ def _subresource(kind: registry.Kind, sub: str) -> Value:
         entry.update({"group": "autoscaling", "version": "v1", "kind": "Scale"})
     elif sub == "log":
         entry.update({"kind": "Pod", "verbs": ["get"]})
-    elif sub in ("exec", "attach"):
-        entry.update({"kind": "PodExecOptions" if sub == "exec" else "PodAttachOptions", "verbs": ["create", "get"]})
+    elif sub in ("exec", "attach", "portforward"):
+        options = {"exec": "PodExecOptions", "attach": "PodAttachOptions", "portforward": "PodPortForwardOptions"}
+        entry.update({"kind": options[sub], "verbs": ["create", "get"]})
     return entry
 
 

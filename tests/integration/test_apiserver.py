@@ -481,6 +481,32 @@ def test_a_users_crd_makes_its_kind_servable_and_its_objects_go_with_their_names
     assert gone.returncode == 1 and "the server could not find the requested resource" in gone.stderr
 
 
+def test_port_forward_through_the_python_client_and_a_clear_line_for_kubectl(lab: dict[str, str]) -> None:
+    from kubernetes import client, config  # noqa: PLC0415
+    from kubernetes.stream import portforward  # noqa: PLC0415
+
+    kubectl(lab, "apply", "-f", "-", stdin=DEPLOYMENT.replace("name: web", "name: pf").replace("app: web", "app: pf")
+            .replace("{app: web}", "{app: pf}"))  # fmt: skip
+    kubectl(lab, "rollout", "status", "deployment/pf", "-n", "demo", "--timeout=30s")
+    pod = kubectl(lab, "get", "pods", "-n", "demo", "-l", "app=pf", "-o", "jsonpath={.items[0].metadata.name}").stdout
+    core = client.CoreV1Api(config.new_client_from_config(config_file=lab["kubeconfig"]))
+    forwarded = portforward(core.connect_get_namespaced_pod_portforward, pod, "demo", ports="80")
+    sock = forwarded.socket(80)
+    sock.setblocking(True)
+    sock.sendall(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n")
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    forwarded.close()
+    assert answer.startswith(b"HTTP/1.1 200 OK") and b"Welcome to nginx!" in answer
+    refused = subprocess.run([str(PINNED_KUBECTL), "port-forward", "-n", "demo", pod, "18099:80"], capture_output=True,
+                             text=True, timeout=30, env={**os.environ, "KUBECONFIG": lab["kubeconfig"]})  # fmt: skip
+    assert refused.returncode == 1 and "port-forward over SPDY" in refused.stderr and "not served" in refused.stderr
+    kubectl(lab, "delete", "deployment", "pf", "-n", "demo")
+    wait_for("pf's pods gone", lambda: kubectl(lab, "get", "pods", "-n", "demo", "-l", "app=pf", "-o", "name")
+             .stdout.strip() == "", timeout=30)  # fmt: skip
+
+
 def test_a_request_without_a_client_certificate_gets_401(lab: dict[str, str]) -> None:
     config = yaml.safe_load(Path(lab["kubeconfig"]).read_text())
     server = config["clusters"][0]["cluster"]["server"]
