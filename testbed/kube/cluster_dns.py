@@ -17,6 +17,9 @@ SERVICE = "kube-dns"
 DEPLOYMENT = "coredns"
 IMAGE = "coredns"
 LABELS = {"k8s-app": "kube-dns"}
+# The Service's, as a cluster's kube-dns carries them: `kubectl cluster-info` lists the
+# kube-system Services labelled cluster-service, named by kubernetes.io/name.
+SERVICE_LABELS = {**LABELS, "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "CoreDNS"}
 READY_TIMEOUT = 10.0
 
 
@@ -49,7 +52,7 @@ def manifests() -> list[dict[str, Any]]:
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": {"name": SERVICE, "namespace": NAMESPACE, "labels": LABELS},
+            "metadata": {"name": SERVICE, "namespace": NAMESPACE, "labels": SERVICE_LABELS},
             "spec": {
                 "clusterIP": str(addressing.CLUSTER_DNS),
                 "selector": LABELS,

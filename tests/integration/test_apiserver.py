@@ -124,6 +124,25 @@ def test_discovery_serves_the_registry_to_kubectl(lab: dict[str, str], binary: s
 
 
 @pytest.mark.parametrize("binary", KUBECTLS)
+def test_cluster_info_labels_and_following_a_log(lab: dict[str, str], binary: str) -> None:
+    info = kubectl(lab, "cluster-info", binary=binary).stdout
+    assert "Kubernetes control plane is running at https://127.0.0.1:" in info
+    assert "CoreDNS is running at https://127.0.0.1:" in info  # the kube-dns Service, labelled as a cluster's
+    label = f"tier{KUBECTLS.index(binary)}"
+    assert kubectl(lab, "label", "pod", "pod-b", "-n", "demo", f"{label}=x", binary=binary).stdout.strip() == \
+        "pod/pod-b labeled"
+    shown = kubectl(lab, "get", "pods", "-n", "demo", "-l", f"{label}=x", "--show-labels", binary=binary).stdout
+    assert [row.split()[0] for row in shown.splitlines()[1:]] == ["pod-b"] and f"{label}=x" in shown
+    kubectl(lab, "label", "pod", "pod-b", "-n", "demo", f"{label}-", binary=binary)
+    follow = subprocess.Popen([binary, "logs", "-f", "-n", "kube-system", "deploy/coredns"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, "KUBECONFIG": lab["kubeconfig"]})  # fmt: skip
+    time.sleep(2)
+    assert follow.poll() is None  # -f: still following
+    follow.terminate()
+    follow.communicate(timeout=10)
+
+
+@pytest.mark.parametrize("binary", KUBECTLS)
 def test_errors_come_back_in_the_api_servers_words(lab: dict[str, str], binary: str) -> None:
     missing = kubectl(lab, "get", "pod", "nope", "-n", "demo", binary=binary, check=False)
     assert missing.returncode == 1
