@@ -24,6 +24,7 @@ def pytest_configure(config):
     if "TESTBED_TEST_KUBECONFIG" not in os.environ:
         folder = tempfile.mkdtemp(prefix="testbed-tests-kube-")
         os.environ["TESTBED_TEST_KUBECONFIG"] = os.environ["KUBECONFIG"] = os.path.join(folder, "config")
+        os.environ["KUBECACHEDIR"] = os.path.join(folder, "cache")  # kubectl's discovery cache: not in ~/.kube either
         atexit.register(shutil.rmtree, folder, True)
     # Declare the markers even when pytest runs without setup.cfg
     # (e.g. with -c or from another rootdir); skip those already declared.
