@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from tests.integration.labs import lab_netns, testbed, unique, wait_for
+from tests.integration.test_task1 import ACCESS_NGINX, CLUSTER_IMAGE_POLICY, DEFAULT_DENY
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -411,56 +412,19 @@ def test_the_labs_task_1_through_kubectl_itself(lab: dict[str, str]) -> None:
         assert f'pod "{pod}" deleted' in done.stdout, done.stdout + done.stderr
         return done.stdout
 
-    assert create(TASK1_IMAGE_POLICY) == \
+    assert create(CLUSTER_IMAGE_POLICY) == \
         "clusterimagepolicy.securityenforcement.admission.cloud.ibm.com/nginx-cluster-image-policy created"
     assert kubectl(lab, "create", "ns", "policy-demo").stdout.strip() == "namespace/policy-demo created"
     testbed("kubectl", "--lab", lab["name"], "run", "--namespace=policy-demo", "nginx", "--replicas=2", "--image=nginx")
     assert kubectl(lab, "expose", "--namespace=policy-demo", "deployment", "nginx", "--port=80").stdout.strip() == \
         "service/nginx exposed"
     assert "Welcome to nginx!" in session("access", "wget -q nginx -O -")
-    assert create(TASK1_DENY) == "networkpolicy.networking.k8s.io/default-deny created"
+    assert create(DEFAULT_DENY) == "networkpolicy.networking.k8s.io/default-deny created"
     assert "wget: download timed out" in session("access", "wget -q --timeout=5 nginx -O -")
-    assert create(TASK1_ALLOW) == "networkpolicy.networking.k8s.io/access-nginx created"
+    assert create(ACCESS_NGINX) == "networkpolicy.networking.k8s.io/access-nginx created"
     assert "Welcome to nginx!" in session("access", "wget -q --timeout=5 nginx -O -")
     assert "wget: download timed out" in session("cant-access", "wget -q --timeout=5 nginx -O -")
     assert kubectl(lab, "delete", "ns", "policy-demo").stdout.strip().startswith('namespace "policy-demo" deleted')
-
-
-TASK1_IMAGE_POLICY = """\
-apiVersion: securityenforcement.admission.cloud.ibm.com/v1beta1
-kind: ClusterImagePolicy
-metadata:
-  name: nginx-cluster-image-policy
-spec:
-  repositories:
-  - name: docker.io/nginx*
-"""
-TASK1_DENY = """\
-kind: NetworkPolicy
-apiVersion: networking.k8s.io/v1
-metadata:
-  name: default-deny
-  namespace: policy-demo
-spec:
-  podSelector:
-    matchLabels: {}
-"""
-TASK1_ALLOW = """\
-kind: NetworkPolicy
-apiVersion: networking.k8s.io/v1
-metadata:
-  name: access-nginx
-  namespace: policy-demo
-spec:
-  podSelector:
-    matchLabels:
-      run: nginx
-  ingress:
-    - from:
-      - podSelector:
-          matchLabels:
-            run: access
-"""
 
 
 WIDGET_CRD = """\
