@@ -47,16 +47,21 @@ def _contents(bundle: Bundle) -> dict[str, bytes]:
     }
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Replace path with data, mode 0600, atomically (mkstemp opens O_CREAT|O_EXCL, mode 0600)."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def write_private(path: Path, data: bytes, owner: tuple[int, int] | None = None) -> None:
+    """Replace path's file (a symlink's target) with data, mode 0600, owned by ``owner``
+    when given, atomically (mkstemp opens O_CREAT|O_EXCL, mode 0600): the certificates,
+    and the kubeconfigs that carry the admin's key."""
+    real = Path(os.path.realpath(path))
+    fd, temp = tempfile.mkstemp(dir=real.parent, prefix=f".{real.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as file:
             os.fchmod(file.fileno(), FILE_MODE)
+            if owner is not None:
+                os.fchown(file.fileno(), *owner)
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temp, path)
+        os.replace(temp, real)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
@@ -67,7 +72,7 @@ def write_bundle(folder: Path, bundle: Bundle) -> None:
     folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
     os.chmod(folder, FOLDER_MODE)
     for name, data in _contents(bundle).items():
-        _write_private(folder / name, data)
+        write_private(folder / name, data)
 
 
 def read_bundle(folder: Path) -> Bundle | None:

@@ -27,13 +27,14 @@ import base64
 import copy
 import os
 import pwd
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from testbed.apiserver.bundle import write_private
 
 ENV_KUBECONFIG = "KUBECONFIG"
 DEFAULT_RELATIVE = Path(".kube") / "config"
@@ -222,20 +223,7 @@ def _read(path: Path) -> Config | None:
 
 def _write(path: Path, text: str, owner: tuple[int, int] | None) -> None:
     """Replace path's file (a symlink's target) with text, mode 0600, owned by owner, atomically."""
-    real = Path(os.path.realpath(path))
-    fd, temp = tempfile.mkstemp(dir=real.parent, prefix=f".{real.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as file:
-            os.fchmod(file.fileno(), FILE_MODE)
-            if owner is not None:
-                os.fchown(file.fileno(), *owner)
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, real)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_private(path, text.encode(), owner)
 
 
 def _owner_of(path: Path) -> tuple[int, int] | None:

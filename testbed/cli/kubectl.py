@@ -98,10 +98,10 @@ def run_real_kubectl(lab: str, args: list[str]) -> None:
         return
     from testbed.runtime import apiserver  # noqa: PLC0415
 
+    from testbed.apiserver.bundle import write_private  # noqa: PLC0415
+
     path = apiserver.folder(lab) / "admin.kubeconfig"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
+    write_private(path, text.encode())
     sys.stdout.flush()
     os.execv(binary, [binary, "--kubeconfig", str(path), *args])
 
@@ -696,7 +696,7 @@ def exec_(ctx: click.Context, pod: str, command: tuple[str, ...], namespace: str
 @click.pass_context
 def logs(ctx: click.Context, pod: str, namespace: str | None, tail: int) -> None:
     """Print what a pod's program wrote (stdout and stderr)."""
-    from testbed.runtime import state
+    from testbed.runtime import programs
 
     ns = namespace or DEFAULT_NAMESPACE
     try:
@@ -706,7 +706,7 @@ def logs(ctx: click.Context, pod: str, namespace: str | None, tail: int) -> None
     except (ManifestError, api.LabError) as exc:
         _fail(exc)
         return
-    path = state.folder(lab) / "logs" / f"{ns}.{pod}.log"
+    path = programs.log_path(lab, ns, pod)
     text = path.read_text(errors="replace") if path.exists() else ""
     lines = text.splitlines()
     for line in lines[-tail:] if tail >= 0 else lines:
