@@ -28,29 +28,23 @@ from testbed.runtime import etcd_server, state
 
 LOG = logging.getLogger("testbed.apiserver")
 NAME = "apiserver"
-LISTEN_HOST = "127.0.0.1"
-
-
-def cert_folder(lab: str) -> os.PathLike[str]:
-    return state.folder(lab) / NAME
 
 
 def listener(fd: int | None, port: int | None) -> socket.socket:
-    if fd is not None:
-        sock = socket.socket(fileno=fd)
-    else:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((LISTEN_HOST, int(port or 0)))
-        sock.listen(128)
+    """The socket `up` bound (``fd``), or ``port`` bound again (a restart)."""
+    from testbed.runtime import apiserver  # noqa: PLC0415
+
+    sock = socket.socket(fileno=fd) if fd is not None else apiserver.listen(port)
     sock.setblocking(False)
     return sock
 
 
 async def serve(lab: str, sock: socket.socket) -> None:
     folder = state.folder(lab)
-    certs.ensure_bundle(folder / NAME, lab)  # the lab's CA on first start (here: off `up`'s critical path)
-    context = certs.server_ssl_context(folder / NAME)
+    from testbed.runtime import apiserver  # noqa: PLC0415
+
+    certs.ensure_bundle(apiserver.folder(lab), lab)  # the lab's CA on first start (here: off `up`'s critical path)
+    context = certs.server_ssl_context(apiserver.folder(lab))
     path = etcd_server.socket_path(folder)
     from testbed.apiserver.crds import CrdCache  # noqa: PLC0415
 

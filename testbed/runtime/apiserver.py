@@ -13,7 +13,6 @@ user's kubeconfig, as kind does [kind pkg/cluster/internal/kubeconfig].
 
 from __future__ import annotations
 
-import errno
 import http.client
 import os
 import socket
@@ -56,20 +55,15 @@ def port_of(lab: str) -> int | None:
 
 
 def listen(port: int | None = None) -> socket.socket:
-    """A listening socket on 127.0.0.1: ``port``, or the first free one from 6443."""
-    candidates = [port] if port else range(FIRST_PORT, LAST_PORT + 1)
-    for candidate in candidates:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    """A listening socket on 127.0.0.1: ``port``, or the first free one from 6443 (bound as
+    the UI forwarder binds its port)."""
+    from testbed import ui_forward  # noqa: PLC0415
+
+    for candidate in [port] if port else range(FIRST_PORT, LAST_PORT + 1):
         try:
-            sock.bind((LISTEN_HOST, candidate))
-        except OSError as exc:
-            sock.close()
-            if exc.errno == errno.EADDRINUSE:
-                continue
-            raise
-        sock.listen(128)
-        return sock
+            return ui_forward.listen(candidate)
+        except ui_forward.PortTaken:
+            continue
     if port:
         raise PortTaken(f"{LISTEN_HOST}:{port} is already in use")
     raise PortTaken(f"no free port for the API server on {LISTEN_HOST}:{FIRST_PORT}-{LAST_PORT}")
