@@ -45,12 +45,6 @@ SUBRESOURCES: Mapping[str, tuple[str, ...]] = {
 CONFLICT_RETRIES = 5  # a patch is re-applied over a fresh read when another writer got in first
 
 
-def truthy(value: str | None) -> bool:
-    """A boolean query parameter as the API server reads it: anything but "" / 0 / false
-    (the Python client sends ``True``) [apimachinery pkg/runtime/conversion.go]."""
-    return value is not None and value.lower() not in ("", "0", "false")
-
-
 class Backend:
     """The lab's store, one client per worker thread, and the lab's name."""
 
@@ -237,7 +231,7 @@ async def serve_resource(request: web.Request, target: paths.Target) -> web.Stre
         return await serve_subresource(request, backend, target, dry_run)
     if target.name is None:
         labels, fields = _queries(request, kind.plural)
-        if method == "GET" and truthy(request.query.get("watch")):
+        if method == "GET" and resources.truthy(request.query.get("watch")):
             return await watch_stream(request, backend, WatchRequest.of(kind, target.namespace, labels, fields, request))
         if method == "GET":
             listing = await backend.run(lambda s: resources.list_objects(s, kind, target.namespace, labels, fields))
@@ -298,9 +292,7 @@ async def serve_subresource(request: web.Request, backend: Backend, target: path
 
         return await execute.serve_attach(request, backend, target)
     if sub == "log" and method == "GET":
-        from testbed.runtime import state  # noqa: PLC0415
-
-        return await subresources.serve_log(request, backend, state.folder(backend.lab), target)
+        return await subresources.serve_log(request, backend, target)
     if sub == "scale":
         if method == "GET":
             return json_response(await backend.run(lambda s: subresources.get_scale(s, target)))

@@ -63,7 +63,6 @@ async def serve_attach(request: web.Request, backend: Any, target: Target) -> we
     left for the kubelet, and the placeholder is stopped, so the container ends as the
     command did (``stdinOnce``). A container without ``stdin``: its output, followed."""
     from agents.kubelet.containers import attached_file  # noqa: PLC0415
-    from testbed.runtime import state  # noqa: PLC0415
 
     if request.headers.get("Upgrade", "").lower() != "websocket":
         raise status.bad_request("attach is served over WebSocket only (v5.channel.k8s.io, v4.channel.k8s.io): "
@@ -82,12 +81,13 @@ async def serve_attach(request: web.Request, backend: Any, target: Target) -> we
     ws = web.WebSocketResponse(protocols=PROTOCOLS, autoping=True, heartbeat=None, max_msg_size=0)
     await ws.prepare(request)
     if not spec.get("stdin"):
-        await _follow_output(ws, state.folder(backend.lab) / "logs" / f"{target.namespace}.{target.name}.log")
+        from testbed.runtime import programs  # noqa: PLC0415
+
+        await _follow_output(ws, programs.log_path(backend.lab, str(target.namespace), str(target.name)))
         return ws
     command = [*(spec.get("command") or []), *(spec.get("args") or [])]
     argv, env = command_argv(backend.lab, pod, name, command)
-    tty = _flag(query, "tty")
-    code = await (_run_tty(ws, argv, env) if tty else _run_pipes(ws, argv, env, _flag(query, "stdin")))
+    code = await _run(ws, argv, env, query)
     marker = attached_file(backend.lab, str(target.namespace), str(target.name), str(name))
     marker.parent.mkdir(exist_ok=True)
     marker.write_text(f"{code}\n")
@@ -103,19 +103,17 @@ async def serve_attach(request: web.Request, backend: Any, target: Target) -> we
 
 async def _follow_output(ws: web.WebSocketResponse, path: Any) -> None:
     """What the container writes from now on, on stdout, until the client goes."""
+    from testbed.apiserver.subresources import FOLLOW_POLL, grown  # noqa: PLC0415
+
     offset = path.stat().st_size if path.exists() else 0
     closed = asyncio.ensure_future(_until_closed(ws))
     try:
         while not closed.done():
-            size = path.stat().st_size if path.exists() else 0
-            if size > offset:
-                with path.open("rb") as handle:
-                    handle.seek(offset)
-                    chunk = handle.read(size - offset)
-                offset = size
+            chunk, offset = grown(path, offset)
+            if chunk:
                 with contextlib.suppress(ConnectionResetError):
                     await ws.send_bytes(frame(STDOUT, chunk))
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(FOLLOW_POLL)
     finally:
         closed.cancel()
 
@@ -125,8 +123,11 @@ async def _until_closed(ws: web.WebSocketResponse) -> None:
         pass
 
 
-def _flag(query: Any, name: str) -> bool:
-    return query.get(name, "").lower() not in ("", "0", "false")
+async def _run(ws: web.WebSocketResponse, argv: list[str], env: dict[str, str], query: Any) -> int:
+    """The command with the client's terminal (``tty``) or its pipes; its exit code."""
+    if resources.truthy(query.get("tty")):
+        return await _run_tty(ws, argv, env)
+    return await _run_pipes(ws, argv, env, resources.truthy(query.get("stdin")))
 
 
 def command_argv(lab: str, pod: dict[str, Any], container: str | None, command: list[str],
@@ -172,8 +173,7 @@ async def serve_exec(request: web.Request, backend: Any, target: Target) -> web.
     if ws.ws_protocol is None:
         await ws.close(code=1002, message=b"no supported subprotocol")
         return ws
-    tty = _flag(query, "tty")
-    code = await (_run_tty(ws, argv, env) if tty else _run_pipes(ws, argv, env, _flag(query, "stdin")))
+    code = await _run(ws, argv, env, query)
     with contextlib.suppress(ConnectionResetError):
         await ws.send_bytes(frame(ERROR, json.dumps(exit_status(code)).encode()))
         await ws.close(code=1000)

@@ -41,6 +41,12 @@ IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
 RETURN_DELETED = ("pods", "serviceaccounts", "podsecuritypolicies")
 
 
+def truthy(value: str | None) -> bool:
+    """A boolean query parameter as the API server reads it: anything but "" / 0 / false
+    (the Python client sends ``True``) [apimachinery pkg/runtime/conversion.go]."""
+    return value is not None and value.lower() not in ("", "0", "false")
+
+
 def served(kind: registry.Kind, value: Mapping[str, Any], revision: int) -> Value:
     """A stored value as the API returns it (a copy)."""
     out = copy.deepcopy(dict(value))

@@ -7,7 +7,7 @@
   [kubectl pkg/scale/scale.go]; either way the workload's ``spec.replicas`` is written, as
   an update conditional on the revision read.
 - ``pods/<name>/log``: what the pod's programs wrote, from the file their sandbox's
-  stdout and stderr go to (``<lab folder>/logs/<ns>.<pod>.log``); ``tailLines``,
+  stdout and stderr go to (``testbed.runtime.programs.log_path``); ``tailLines``,
   ``limitBytes`` and ``follow`` (the file is followed until the client goes or the pod is
   deleted), as text [kubectl logs: GET .../log?container=&follow=&tailLines=].
 """
@@ -26,6 +26,7 @@ from testbed.apiserver import patches, resources, status
 from testbed.apiserver.paths import Target
 from testbed.datastore.base import Datastore
 from testbed.kube import tables as cells
+from testbed.runtime import programs
 
 Value = dict[str, Any]
 SCALABLE = ("deployments", "replicasets", "replicationcontrollers")
@@ -84,8 +85,14 @@ def patch_scale(store: Datastore, lab: str, target: Target, content_type: str, r
     return set_scale(store, lab, target, patched.get("spec", {}).get("replicas"), None, dry_run)
 
 
-def log_file(lab_folder: Path, namespace: str, pod: str) -> Path:
-    return lab_folder / "logs" / f"{namespace}.{pod}.log"
+def grown(path: Path, offset: int) -> tuple[bytes, int]:
+    """What a log file gained past ``offset``, and the new offset (b"" when nothing)."""
+    size = path.stat().st_size if path.exists() else 0
+    if size <= offset:
+        return b"", offset
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        return handle.read(size - offset), size
 
 
 def tail(text: bytes, lines: int | None, limit: int | None) -> bytes:
@@ -111,7 +118,7 @@ def _int(query: Any, name: str) -> int | None:
     return number
 
 
-async def serve_log(request: web.Request, backend: Any, lab_folder: Path, target: Target) -> web.StreamResponse:
+async def serve_log(request: web.Request, backend: Any, target: Target) -> web.StreamResponse:
     pod = await backend.run(lambda s: resources.get(s, Target(target.kind, target.namespace, target.name)))
     containers = [c.get("name") for c in pod.get("spec", {}).get("containers", [])]
     wanted = request.query.get("container")
@@ -120,11 +127,11 @@ async def serve_log(request: web.Request, backend: Any, lab_folder: Path, target
     if wanted is None and len(containers) > 1:
         raise status.bad_request(f"a container name must be specified for pod {target.name}, choose one of: "
                                  f"[{' '.join(str(c) for c in containers)}]")  # fmt: skip
-    path = log_file(lab_folder, target.namespace or "", target.name or "")
+    path = programs.log_path(backend.lab, target.namespace or "", target.name or "")
     text = path.read_bytes() if path.exists() else b""
     lines, limit = _int(request.query, "tailLines"), _int(request.query, "limitBytes")
     first = tail(text, lines, limit)
-    follow = request.query.get("follow", "").lower() not in ("", "0", "false")
+    follow = resources.truthy(request.query.get("follow"))
     if not follow:
         return web.Response(body=first, content_type="text/plain")
     response = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
@@ -136,12 +143,8 @@ async def serve_log(request: web.Request, backend: Any, lab_folder: Path, target
     try:
         while True:
             await asyncio.sleep(FOLLOW_POLL)
-            size = path.stat().st_size if path.exists() else 0
-            if size > offset:
-                with path.open("rb") as handle:
-                    handle.seek(offset)
-                    chunk = handle.read(size - offset)
-                offset = size
+            chunk, offset = grown(path, offset)
+            if chunk:
                 await response.write(chunk)
             elif await backend.run(lambda s: s.get(key)) is None:  # the pod is gone: so is its log
                 break

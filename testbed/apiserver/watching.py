@@ -39,10 +39,6 @@ BOOKMARK_EVERY = 60.0
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
-def _truthy(value: str | None) -> bool:
-    return value is not None and value.lower() not in ("", "0", "false")
-
-
 @dataclass(frozen=True)
 class WatchRequest:
     kind: registry.Kind
@@ -66,8 +62,8 @@ class WatchRequest:
         rv = query.get("resourceVersion", "")
         if rv not in ("", "0") and not rv.isdigit():
             raise status.bad_request(f'invalid resourceVersion "{rv}"')
-        return cls(kind, namespace, labels, fields, rv, _truthy(query.get("sendInitialEvents")),
-                   _truthy(query.get("allowWatchBookmarks")), max(0.0, timeout),
+        return cls(kind, namespace, labels, fields, rv, resources.truthy(query.get("sendInitialEvents")),
+                   resources.truthy(query.get("allowWatchBookmarks")), max(0.0, timeout),
                    tables.wants_table(request.headers.get("Accept", "")))  # fmt: skip
 
     def matches(self, value: Value | None) -> bool:
